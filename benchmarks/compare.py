@@ -1,0 +1,166 @@
+"""``python -m benchmarks``: the side-by-side loop comparison (see :mod:`benchmarks.runner`)."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import charts, machine, report, strace_count, workloads
+from benchmarks.loadgen import EchoClient, HttpClient
+from benchmarks.loops import ALL_LOOPS, LoopStatus, probe
+from benchmarks.progress import Progress
+from benchmarks.proc import Pinning
+from benchmarks.runner import Config, Runner
+
+EPILOG = """\
+other command:
+  python -m benchmarks fds [--help]   the select/poll/epoll study over N descriptors
+
+The default run (one cell per workload kind, 3 interleaved rounds) takes about two minutes on a
+2-core machine; --full runs the whole matrix (message sizes x connection counts), --quick is a
+short smoke run whose numbers mean little.  Results go to --out (default: results/).
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Compare asyncio event loops (asyncio, uvloop, edgeloop edge/level, rloop) "
+                    "on echo, HTTP and in-process workloads.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--loops", default=",".join(ALL_LOOPS),
+                   help="comma-separated loops to compare (default: %(default)s; the ones not "
+                        "installed are skipped with a note)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true",
+                      help="the whole matrix: 1/10/100 KiB x 10/100 connections per echo kind")
+    size.add_argument("--quick", action="store_true",
+                      help="smoke run: 2 rounds of 0.3 s (numbers are not meaningful)")
+    p.add_argument("-w", "--workload", action="append", metavar="PATTERN",
+                   help="only workloads whose name contains PATTERN (repeatable); see --list")
+    p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    p.add_argument("--rounds", type=int, help="measured rounds per loop (default 3)")
+    p.add_argument("--duration", type=float,
+                   help="seconds per measured run (default 0.8; wrk uses whole seconds)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per subject (default 0.5)")
+    p.add_argument("--strace", action="store_true",
+                   help="also count syscalls per request with strace -c -f (untimed pass)")
+    p.add_argument("--out", default="results", help="results folder (default: %(default)s)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--python-client", action="store_true",
+                   help="use the pure-Python echo client even when the C one can be built")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    cfg = Config()
+    if args.quick:
+        cfg = Config(rounds=2, duration=0.3, warmup=0.2, client_warmup=0.05, strace_duration=0.5)
+    if args.rounds:
+        cfg.rounds = args.rounds
+    if args.duration:
+        cfg.duration = args.duration
+    if args.warmup is not None:
+        cfg.warmup = args.warmup
+    cfg.strace = args.strace
+    return cfg
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    chosen = workloads.full_set() if args.full else workloads.default_set()
+    chosen = workloads.select(chosen, args.workload)
+    if args.list:
+        for w in chosen:
+            print(f"{w.name:30s} {w.unit}")
+        return 0
+    if not chosen:
+        print("no workload matches", file=sys.stderr)
+        return 2
+    wanted = [x.strip() for x in args.loops.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in ALL_LOOPS]
+    if unknown:
+        print(f"unknown loop(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+
+    notes: list[str] = []
+    info = machine.describe()
+    print(f"machine: {machine.one_line(info)}", file=sys.stderr)
+    with ThreadPoolExecutor(len(wanted)) as pool:
+        statuses: list[LoopStatus] = list(pool.map(probe, wanted))
+    loops = [s.name for s in statuses if s.available]
+    for s in statuses:
+        if not s.available:
+            notes.append(f"{s.name}: skipped, not usable here ({s.reason})")
+    if not loops:
+        print("no loop is usable", file=sys.stderr)
+        return 1
+    cfg = make_config(args)
+    pinning = Pinning.detect(not args.no_pin)
+    echo = EchoClient(pinning, force_python=args.python_client)
+    if echo.bottleneck_note:
+        notes.append(echo.bottleneck_note)
+    http = HttpClient(pinning)
+    if http.wrk is None and any(w.family == "http" for w in chosen):
+        notes.append("http: skipped, wrk is not installed")
+        chosen = [w for w in chosen if w.family != "http"]
+    if cfg.strace and not strace_count.available():
+        notes.append("--strace: strace is not installed, no syscall counts")
+        cfg.strace = False
+    if not pinning.pinned:
+        notes.append(f"CPU pinning: {pinning.describe()}")
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+
+    progress = Progress(0)
+    runner = Runner(loops, cfg, pinning, echo, http, progress)
+    progress.total = runner.steps_per_workload() * len(chosen)
+    started = time.monotonic()
+    cells = runner.run(chosen)
+    progress.close()
+    elapsed = time.monotonic() - started
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = report.comparison_table(cells)
+    ctable = report.counters_table(cells)
+    header = [f"# Event loop comparison ({dt.datetime.now().isoformat(timespec='seconds')})", "",
+              f"- machine: {machine.one_line(info)}",
+              f"- pinning: {pinning.describe()}",
+              f"- echo client: {echo.kind}; http client: wrk -t1",
+              f"- {cfg.rounds} interleaved rounds of {cfg.duration} s per loop after "
+              f"{cfg.warmup} s warm-up; median (min, max) of the rounds; {elapsed:.0f} s total",
+              *[f"- note: {n}" for n in notes], ""]
+    md = "\n".join(header) + "\n" + table + "\n"
+    if ctable:
+        md += "\nCounters per request (edgeloop `loop.stats()`; strace where --strace):\n\n"
+        md += ctable + "\n"
+    print(md)
+    meta = {"generated": dt.datetime.now().isoformat(timespec="seconds"), "machine": info,
+            "pinning": pinning.describe(), "client": echo.kind,
+            "config": cfg.__dict__, "loops": [s.__dict__ for s in statuses], "notes": notes,
+            "elapsed_s": elapsed}
+    report.write_json(out / "compare.json", cells, meta)
+    (out / "compare.md").write_text(md)
+    written = [out / "compare.json", out / "compare.md"]
+    if args.no_charts:
+        pass
+    elif not charts.have_matplotlib():
+        print("note: matplotlib is not installed, charts skipped", file=sys.stderr)
+    else:
+        for fn, name in ((charts.ratio_chart, "compare_ratio.png"),
+                         (charts.counters_chart, "compare_counters.png")):
+            path = fn(cells, out / name)
+            if path:
+                written.append(path)
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    failed = [c for c in cells if c.error]
+    return 1 if failed and len(failed) == len(cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,60 @@
+"""A record of the machine and software a run was made on, stored with every result."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _wrk_version() -> str | None:
+    try:
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout + out.stderr).splitlines()[0] if (out.stdout + out.stderr) else None
+
+
+def describe() -> dict[str, Any]:
+    """Machine, kernel, Python and library versions."""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "python_impl": platform.python_implementation(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "versions": {name: _version(name) for name in ("edgeloop", "uvloop", "aiohttp", "rloop")},
+        "wrk": _wrk_version(),
+    }
+
+
+def one_line(info: dict[str, Any]) -> str:
+    return (f"{info['cpu']} ({info['cpus']} cpus), Linux {info['kernel']}, "
+            f"{info['python_impl']} {info['python']}, load {info['loadavg_at_start']}")

@@ -1,0 +1,65 @@
+"""Child processes: where the repository is, how to run a benchmark module, and CPU pinning.
+
+Subjects (the server or the in-process workload, running the loop under test) are pinned to one
+core and load generators to another with ``taskset``, so that the loop under test never competes
+with its client for a CPU.  With a single usable core, or without ``taskset``, nothing is pinned
+and the report says so.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment for child Pythons: the repository importable, no bytecode surprises."""
+    env = dict(os.environ)
+    parts = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Which CPU the subject and the load generator run on (None: not pinned)."""
+
+    subject_cpu: int | None
+    load_cpu: int | None
+
+    @classmethod
+    def detect(cls, enabled: bool = True) -> "Pinning":
+        cpus = sorted(os.sched_getaffinity(0))
+        if not enabled or len(cpus) < 2 or shutil.which("taskset") is None:
+            return cls(None, None)
+        return cls(cpus[0], cpus[1])
+
+    @property
+    def pinned(self) -> bool:
+        return self.subject_cpu is not None
+
+    def subject(self, argv: list[str]) -> list[str]:
+        return _taskset(self.subject_cpu, argv)
+
+    def load(self, argv: list[str]) -> list[str]:
+        return _taskset(self.load_cpu, argv)
+
+    def describe(self) -> str:
+        if not self.pinned:
+            return "not pinned (fewer than 2 usable CPUs, taskset missing, or --no-pin)"
+        return f"subject on CPU {self.subject_cpu}, load generator on CPU {self.load_cpu}"
+
+
+def _taskset(cpu: int | None, argv: list[str]) -> list[str]:
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]

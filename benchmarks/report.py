@@ -1,0 +1,89 @@
+"""Turning cells into the Markdown tables printed on stdout and the JSON kept in the results folder.
+
+Ratios compare medians from the same run: ``vs asyncio`` is ``median(loop) / median(asyncio)`` and
+``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  Every number is
+generated from the samples; nothing here is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import Cell
+
+
+def _fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.2f}k"
+    return f"{x:.0f}"
+
+
+def _ratio(cell: Cell, ref: Cell | None) -> str:
+    a, b = cell.summary, ref.summary if ref else None
+    if a is None or b is None or b.median == 0:
+        return "-"
+    return f"{a.median / b.median:.2f}"
+
+
+def _by_workload(cells: list[Cell]) -> dict[str, list[Cell]]:
+    out: dict[str, list[Cell]] = {}
+    for c in cells:
+        out.setdefault(c.workload.name, []).append(c)
+    return out
+
+
+def comparison_table(cells: list[Cell]) -> str:
+    lines = ["| workload | loop | median | min | max | unit | vs asyncio | vs uvloop | p99 latency |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for name, group in _by_workload(cells).items():
+        refs = {c.loop: c for c in group}
+        for c in group:
+            s = c.summary
+            if s is None:
+                lines.append(f"| {name} | {c.loop} | failed | | | | | | |")
+                continue
+            p99 = Cell.to_json(c)["latency_p99_us_median"]
+            lat = "-" if p99 is None else (f"{p99 / 1000:.2f} ms" if p99 >= 1000
+                                           else f"{p99:.0f} us")
+            lines.append(f"| {name} | {c.loop} | {_fmt_rate(s.median)} | {_fmt_rate(s.min)} | "
+                         f"{_fmt_rate(s.max)} | {c.workload.unit} | "
+                         f"{_ratio(c, refs.get('asyncio'))} | {_ratio(c, refs.get('uvloop'))} | "
+                         f"{lat} |")
+    return "\n".join(lines)
+
+
+def counters_table(cells: list[Cell]) -> str | None:
+    """edgeloop counters per request, and strace syscalls per request where traced."""
+    rows = []
+    for c in cells:
+        per = c.to_json()["counters_per_request"]
+        st = c.strace
+        if per is None and st is None:
+            continue
+
+        def f(key: str) -> str:
+            return "-" if per is None or key not in per else f"{per[key]:.2f}"
+
+        traced = "-" if not st or st.get("per_request") is None else f"{st['per_request']:.2f}"
+        top = "" if not st else ", ".join(f"{k} {v:.2f}" for k, v in
+                                          list(st["top_per_request"].items())[:4])
+        rows.append(f"| {c.workload.name} | {c.loop} | {f('wakeups')} | {f('syscalls')} | "
+                    f"{f('ctl')} | {f('reads')} | {f('eagain')} | {f('writes')} | "
+                    f"{f('cutoffs')} | {traced} | {top} |")
+    if not rows:
+        return None
+    head = ["| workload | loop | wake-ups/req | syscalls~/req | ctl/req | reads/req | eagain/req |"
+            " writes/req | cutoffs/req | strace syscalls/req | strace top calls/req |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    return "\n".join(head + rows)
+
+
+def write_json(path: Path, cells: list[Cell], meta: dict[str, Any]) -> None:
+    path.write_text(json.dumps({**meta, "results": [c.to_json() for c in cells]}, indent=1))

@@ -1,0 +1,177 @@
+"""The comparison run: for each workload, every loop in interleaved rounds.
+
+For one workload a subject process is started per loop (servers pinned to the subject CPU), each
+is warmed up once (not counted), then ``rounds`` rounds run the loops in the same order
+(A B C A B C ...), so slow drifts of the shared machine hit every loop alike.  Each measured run
+gives one sample (requests or operations per second); a cell's summary is the median with the min
+and max of its samples.  Counters (edgeloop) are snapshotted around each measured run; with
+``--strace`` an extra, untimed pass counts syscalls per request for every loop.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks import counters, strace_count
+from benchmarks.loadgen import EchoClient, HttpClient, LoadError, Target
+from benchmarks.progress import Progress
+from benchmarks.proc import Pinning
+from benchmarks.stats import Summary, median
+from benchmarks.subjects import MicroSubject, ServerSubject, SubjectError, workdir
+from benchmarks.workloads import Workload
+
+
+@dataclass
+class Config:
+    rounds: int = 3
+    duration: float = 0.8        # seconds per measured run (wrk rounds up to whole seconds)
+    warmup: float = 0.5          # seconds of warm-up per subject, not counted
+    client_warmup: float = 0.1   # connect + warm-up inside each echo client run, not counted
+    strace: bool = False
+    strace_duration: float = 1.0
+
+
+@dataclass
+class Cell:
+    workload: Workload
+    loop: str
+    samples: list[float] = field(default_factory=list)
+    latency_p99_us: list[float] = field(default_factory=list)
+    counters: list[dict[str, float]] = field(default_factory=list)
+    strace: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def summary(self) -> Summary | None:
+        return Summary.of(self.samples) if self.samples else None
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.summary
+        return {
+            "workload": self.workload.name, "family": self.workload.family,
+            "kind": self.workload.kind, "transport": self.workload.transport,
+            "size": self.workload.size, "conns": self.workload.conns, "unit": self.workload.unit,
+            "loop": self.loop, "samples": self.samples,
+            "median": s.median if s else None, "min": s.min if s else None,
+            "max": s.max if s else None,
+            "latency_p99_us_median": median(self.latency_p99_us) if self.latency_p99_us else None,
+            "counters_per_request": counters.mean_of(self.counters),
+            "strace": self.strace, "error": self.error,
+        }
+
+
+Measure = Callable[[Any], tuple[float, float | None, dict[str, float] | None]]
+
+
+class Runner:
+    def __init__(self, loops: list[str], config: Config, pinning: Pinning,
+                 echo: EchoClient, http: HttpClient, progress: Progress) -> None:
+        self.loops = loops
+        self.config = config
+        self.pinning = pinning
+        self.echo = echo
+        self.http = http
+        self.progress = progress
+        self.tmp = workdir()
+
+    def steps_per_workload(self) -> int:
+        return len(self.loops) * (self.config.rounds + 1 + (1 if self.config.strace else 0))
+
+    def run(self, workloads: list[Workload]) -> list[Cell]:
+        cells: list[Cell] = []
+        try:
+            for w in workloads:
+                cells += self.run_workload(w)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return cells
+
+    # -- one workload --------------------------------------------------------------------------
+
+    def run_workload(self, w: Workload) -> list[Cell]:
+        cells = {name: Cell(w, name) for name in self.loops}
+        subjects: dict[str, Any] = {}
+        try:
+            for name in self.loops:  # start all, then wait: start-ups overlap
+                subjects[name] = (MicroSubject(name, self.pinning) if w.family == "micro"
+                                  else ServerSubject(name, w.kind, w.transport, self.pinning,
+                                                     self.tmp))
+            for name, subj in list(subjects.items()):
+                self.progress.step(f"{w.name}: warm-up {name}", 0)
+                try:
+                    subj.wait_ready()
+                    self._measure(w, subj, self.config.warmup)
+                except (SubjectError, LoadError, OSError) as exc:
+                    self._fail(cells[name], subjects.pop(name), exc)
+                self.progress.step(f"{w.name}: warm-up {name}")
+            for rnd in range(self.config.rounds):
+                for name in self.loops:
+                    self.progress.step(f"{w.name}: round {rnd + 1} {name}", 0)
+                    subj = subjects.get(name)
+                    if subj is not None:
+                        try:
+                            rate, p99, per_req = self._measure(w, subj, self.config.duration)
+                            cells[name].samples.append(rate)
+                            if p99 is not None:
+                                cells[name].latency_p99_us.append(p99)
+                            if per_req is not None:
+                                cells[name].counters.append(per_req)
+                        except (SubjectError, LoadError, OSError) as exc:
+                            self._fail(cells[name], subjects.pop(name), exc)
+                    self.progress.step(f"{w.name}: round {rnd + 1} {name}")
+            if self.config.strace:
+                for name in self.loops:
+                    subj = subjects.get(name)
+                    if subj is not None and w.family != "micro":
+                        self.progress.step(f"{w.name}: strace {name}", 0)
+                        try:
+                            cells[name].strace = self._strace(w, subj)
+                        except (SubjectError, LoadError, OSError, RuntimeError) as exc:
+                            self.progress.note(f"  strace {w.name} {name}: {exc}")
+                    self.progress.step(f"{w.name}: strace {name}")
+        finally:
+            for subj in subjects.values():
+                subj.stop()
+        return [cells[name] for name in self.loops]
+
+    def _fail(self, cell: Cell, subj: Any, exc: BaseException) -> None:
+        cell.error = f"{type(exc).__name__}: {exc}"[:400]
+        self.progress.note(f"  {cell.workload.name} on {cell.loop} failed: {cell.error}")
+        subj.stop()
+
+    def _measure(self, w: Workload, subj: Any,
+                 duration: float) -> tuple[float, float | None, dict[str, float] | None]:
+        """One client run against a subject: (rate, p99 latency in us, counters per request)."""
+        if isinstance(subj, MicroSubject):
+            result = subj.run(w.kind, duration)
+            return result["rate"], None, counters.per_request(result["stats"], result["ops"])
+        before = subj.snapshot()
+        result, served = self._load(w, subj, duration)
+        after = subj.snapshot()
+        if result.get("errors"):
+            raise LoadError(f"{result['errors']} client errors (server broken?)")
+        if not subj.alive():
+            raise SubjectError("server died during the run")
+        per_req = counters.per_request(counters.delta(before, after), served)
+        return float(result["rps"]), result.get("latency_us", {}).get("p99"), per_req
+
+    def _load(self, w: Workload, subj: ServerSubject, duration: float) -> tuple[dict[str, Any], int]:
+        """Run the client; return its result and the number of requests the server served."""
+        if w.family == "http":
+            result = self.http.run(subj.port, w.conns, duration)
+            return result, int(result["requests"])
+        result = self.echo.run(Target(subj.port, subj.unix), w.conns, w.size, duration,
+                               self.config.client_warmup)
+        return result, int(result["requests"]) + int(result.get("warmup_requests", 0))
+
+    def _strace(self, w: Workload, subj: ServerSubject) -> dict[str, Any]:
+        out = self.tmp / f"strace-{subj.loop}.txt"
+        with strace_count.Tracer(subj.pid, out) as tracer:
+            _, served = self._load(w, subj, self.config.strace_duration)
+        summary = tracer.result()
+        top = sorted(summary["calls"].items(), key=lambda kv: -kv[1])[:6]
+        return {"requests": served, "syscalls": summary["total"],
+                "per_request": summary["total"] / served if served else None,
+                "top_per_request": {k: v / served for k, v in top} if served else {}}
