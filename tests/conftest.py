@@ -91,3 +91,18 @@ def _no_fd_leaks(request):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_fd_leak: the fd-leak check does not apply to this test")
+
+
+@pytest.fixture
+def loop_config(request) -> str:
+    """Name of the configuration (edge, level, poll, select) the current async test runs on."""
+    name = request.node.name
+    ids = name[name.index("[") + 1:-1].split("-") if "[" in name else []
+    for part in ids:
+        if part in LOOP_CONFIGS:
+            return part
+    marker = request.node.get_closest_marker("asyncio")
+    selected = marker.kwargs.get("loop_factories") if marker else None
+    if selected and len(selected) == 1:  # pytest hides the id when only one factory is selected
+        return selected[0]
+    return "edge"
