@@ -1,0 +1,736 @@
+"""``EventLoop``: lifecycle, the ready queue, one iteration, and the non-I/O half of asyncio's API.
+
+One iteration (``_run_once``) does, in order:
+
+1. Choose the poll timeout: zero when callbacks are ready, when a handler was cut off by its
+   budget (the I/O ready list) or when the loop is stopping; else the time to the earliest timer
+   (the pollers round it *up*, so a near timer never turns into a busy loop); else block.
+2. ``poller.wait(timeout)`` and hand every ``(fd, mask)`` to the descriptor's handler object
+   directly (``handler._on_events(mask)``): no ``Handle`` is allocated per I/O event.
+3. Move due timers to the ready queue (due = deadline within ``clock_resolution`` of now).
+4. Run the callbacks that were ready when this step began; ones they add wait for the next
+   iteration, so a callback that reschedules itself cannot starve I/O or timers.
+5. Serve the I/O ready list: handlers whose read drain ran out of budget.  Edge-triggered epoll
+   will not report them again, so they are remembered here until they reach EAGAIN.
+
+The network, socket, server and signal parts of the API live in their own modules; this class
+binds them.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextvars
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from asyncio import Handle, TimerHandle
+from typing import Any, Callable, Coroutine
+
+from . import network, sockets
+from .callbacks import FdCallbacks, fileobj_to_fd
+from .poller import BACKENDS, EPOLLIN, Poller, default_backend
+from .signals import SignalHandlers
+from .timers import TimerQueue
+
+logger = logging.getLogger("asyncio")
+
+TRIGGERS = ("edge", "level")
+_DEBUG_STACK_DEPTH = 10
+_PY312 = sys.version_info >= (3, 12)
+
+
+def _env_debug() -> bool:
+    if sys.flags.dev_mode:
+        return True
+    return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
+class Stats:
+    """Per-loop counters, kept as plain attributes so that the hot paths can bump them cheaply."""
+
+    __slots__ = ("iterations", "polls", "events", "reads", "eagain", "cutoffs", "accepts", "writes")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class _Waker:
+    """An eventfd that another thread (or a signal) writes to wake a loop blocked in the poller."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, poller: Poller) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        poller.register(self.fd, self, EPOLLIN)
+
+    def wake(self) -> None:
+        try:
+            os.eventfd_write(self.fd, 1)
+        except (BlockingIOError, OSError):
+            pass  # counter saturated (impossible in practice) or closing: the loop is awake anyway
+
+    def _on_events(self, mask: int) -> None:
+        try:
+            os.eventfd_read(self.fd)
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self, poller: Poller) -> None:
+        poller.unregister(self.fd)
+        os.close(self.fd)
+
+
+def _run_until_complete_cb(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # The exception propagates out of run_forever by itself; stopping here would hide it.
+            return
+    fut.get_loop().stop()
+
+
+def _format_callback(handle: Handle) -> str:
+    cb = getattr(handle, "_callback", None)
+    return getattr(cb, "__qualname__", None) or repr(cb)
+
+
+class EventLoop(asyncio.AbstractEventLoop):
+    """An asyncio event loop driving sockets through epoll (edge-triggered by default).
+
+    ``backend``: ``"epoll"`` (Linux default), ``"poll"`` or ``"select"``.
+    ``trigger``: ``"edge"`` (default where the backend supports it) or ``"level"``.
+    ``read_policy``: how an edge-triggered stream read drain decides that the socket is empty:
+    ``"short"`` (a read shorter than the buffer means drained: on Linux the next arrival re-arms
+    the edge) or ``"eagain"`` (read until EAGAIN).  The environment variables ``EDGELOOP_BACKEND``,
+    ``EDGELOOP_TRIGGER`` and ``EDGELOOP_READ_POLICY`` set the defaults.
+    """
+
+    # Reads per handler per wakeup before it yields to the others (see the I/O ready list).
+    read_budget = 16
+    accept_budget = 64
+
+    def __init__(
+        self,
+        *,
+        backend: str | None = None,
+        trigger: str | None = None,
+        read_policy: str | None = None,
+    ) -> None:
+        self._closed = True  # until construction succeeds: __del__ must not warn about a half loop
+        backend = backend or os.environ.get("EDGELOOP_BACKEND") or default_backend()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, not {backend!r}")
+        poller_cls = BACKENDS[backend]
+        if trigger is None:
+            trigger = os.environ.get("EDGELOOP_TRIGGER") or (
+                "edge" if poller_cls.edge_capable else "level"
+            )
+        if trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be 'edge' or 'level', not {trigger!r}")
+        if trigger == "edge" and not poller_cls.edge_capable:
+            raise ValueError(f"the {backend} backend cannot be edge-triggered; use trigger='level'")
+        read_policy = read_policy or os.environ.get("EDGELOOP_READ_POLICY") or "short"
+        if read_policy not in ("short", "eagain"):
+            raise ValueError(f"read_policy must be 'short' or 'eagain', not {read_policy!r}")
+
+        self.backend = backend
+        self.trigger = trigger
+        self.read_policy = read_policy
+        self._edge = trigger == "edge"
+        self._poller: Poller = poller_cls()
+        self._handlers = self._poller.handlers
+        self._ready: collections.deque[Handle] = collections.deque()
+        self._io_ready: list[Any] = []
+        self._timers = TimerQueue()
+        self._stats = Stats()
+        self._stopping = False
+        self._polling = False
+        self._thread_id: int | None = None
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._exception_handler: Callable[..., Any] | None = None
+        self._task_factory: Callable[..., Any] | None = None
+        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_shutdown_called = False
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._debug = _env_debug()
+        self._current_handle: Handle | None = None
+        self.slow_callback_duration = 0.1
+        self._signals = SignalHandlers(self)
+        try:
+            self._waker = _Waker(self._poller)
+        except BaseException:
+            self._poller.close()
+            raise
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.backend}/{self.trigger} running={self.is_running()} "
+            f"closed={self._closed} debug={self._debug}>"
+        )
+
+    # ------------------------------------------------------------------ running and stopping
+
+    def run_forever(self) -> None:
+        self._check_closed()
+        self._check_not_running()
+        old_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        if self._debug:
+            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+        try:
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+            )
+            asyncio._set_running_loop(self)
+            run_once = self._run_once
+            while True:
+                run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._polling = False
+            self._thread_id = None
+            asyncio._set_running_loop(None)
+            if self._debug:
+                sys.set_coroutine_origin_tracking_depth(0)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def run_until_complete(self, future: Any) -> Any:
+        self._check_closed()
+        self._check_not_running()
+        new_task = not asyncio.isfuture(future)
+        future = asyncio.ensure_future(future, loop=self)
+        if new_task:
+            # Interrupted before completion: the caller sees the interruption, not a warning.
+            future._log_destroy_pending = False
+        future.add_done_callback(_run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                future.exception()  # retrieved, so that it is not logged as never retrieved
+            raise
+        finally:
+            future.remove_done_callback(_run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def is_running(self) -> bool:
+        return self._thread_id is not None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        if self._debug:
+            logger.debug("Close %r", self)
+        self._closed = True
+        self._ready.clear()
+        self._io_ready.clear()
+        self._timers.clear()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        self._signals.close()
+        self._waker.close(self._poller)
+        self._poller.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if not self._closed:
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_not_running(self) -> None:
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def _check_thread(self) -> None:
+        if self._thread_id is not None and self._thread_id != threading.get_ident():
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one"
+            )
+
+    # ------------------------------------------------------------------ one iteration
+
+    def _run_once(self) -> None:
+        ready = self._ready
+        timers = self._timers
+        stats = self._stats
+        stats.iterations += 1
+
+        # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
+        # callback and then sees it False knows the loop will find the callback without a wakeup.
+        self._polling = True
+        if ready or self._io_ready or self._stopping:
+            timeout: float | None = 0.0
+        else:
+            when = timers.next_deadline()
+            if when is None:
+                timeout = None
+            else:
+                timeout = when - time.monotonic()
+                if timeout < 0.0:
+                    timeout = 0.0
+        events = self._poller.wait(timeout)
+        self._polling = False
+        stats.polls += 1
+
+        if events:
+            stats.events += len(events)
+            handlers = self._handlers
+            stale = self._poller.stale
+            for fd, mask in events:
+                # ``stale``: unregistered during this batch; the number may now be someone else's.
+                if stale and fd in stale:
+                    continue
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler._on_events(mask)
+
+        if timers._heap:
+            timers.pop_due(time.monotonic() + self._clock_resolution, ready.append)
+
+        ntodo = len(ready)
+        if self._debug:
+            self._run_ready_debug(ntodo)
+        else:
+            popleft = ready.popleft
+            for _ in range(ntodo):
+                handle = popleft()
+                if not handle._cancelled:
+                    handle._run()
+
+        if self._io_ready:
+            todo = self._io_ready
+            self._io_ready = []
+            for handler in todo:
+                handler._on_ready()
+
+    def _run_ready_debug(self, ntodo: int) -> None:
+        popleft = self._ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            self._current_handle = handle
+            t0 = time.monotonic()
+            try:
+                handle._run()
+            finally:
+                self._current_handle = None
+            dt = time.monotonic() - t0
+            if dt >= self.slow_callback_duration:
+                logger.warning("Executing %s took %.3f seconds", handle, dt)
+
+    def _want_drain(self, handler: Any) -> None:
+        """Put a handler on the I/O ready list (once); it is served at the end of the iteration."""
+        if not handler._queued:
+            handler._queued = True
+            self._io_ready.append(handler)
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the loop was created: a snapshot for benchmarks and tests.
+
+        ``iterations``, ``polls`` (waits in the poller), ``events`` (``(fd, mask)`` pairs
+        delivered), ``ctl`` (register/modify/unregister calls: ``epoll_ctl`` on epoll), ``reads``
+        (recv calls by transports), ``eagain`` (reads that found nothing), ``cutoffs`` (drains cut
+        short by the budget, or otherwise deferred to the I/O ready list), ``accepts``,
+        ``writes`` (send calls by transports), ``timers`` (live scheduled timers),
+        ``fds`` (registered descriptors).
+        """
+        s = self._stats
+        out = {name: getattr(s, name) for name in Stats.__slots__}
+        out["ctl"] = self._poller.ctl_calls
+        out["timers"] = len(self._timers)
+        out["fds"] = len(self._handlers)
+        return out
+
+    # ------------------------------------------------------------------ callbacks and timers
+
+    def _check_callback(self, callback: Any, method: str) -> None:
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+        elif not callable(callback):
+            self._check_callback(callback, "call_soon")
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
+        self._check_closed()
+        if self._debug or not callable(callback):
+            self._check_callback(callback, "call_soon_threadsafe")
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)  # deque.append is atomic
+        if self._polling:
+            self._waker.wake()
+        return handle
+
+    def _write_to_self(self) -> None:
+        """Wake the loop from another thread or a signal handler (name kept from asyncio)."""
+        self._waker.wake()
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(time.monotonic() + delay, callback, *args, context=context)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        elif not callable(callback):
+            self._check_callback(callback, "call_at")
+        timer = TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        self._timers.push(timer)
+        return timer
+
+    def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
+        # Called by TimerHandle.cancel() before it marks itself cancelled.
+        if handle._scheduled:
+            self._timers.cancelled(handle)
+
+    time = staticmethod(time.monotonic)  # aiohttp compares loop.time() with time.monotonic()
+
+    # ------------------------------------------------------------------ futures and tasks
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None,
+                    context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[Any]:
+        self._check_closed()
+        factory = self._task_factory
+        if factory is None:
+            task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        if context is None:
+            task = factory(self, coro, **kwargs)
+        else:
+            task = factory(self, coro, context=context, **kwargs)
+        if name is not None:
+            task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Callable[..., Any] | None:
+        return self._task_factory
+
+    # ------------------------------------------------------------------ executor
+
+    def run_in_executor(self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            if executor is None:
+                if self._executor_shutdown_called:
+                    raise RuntimeError("Executor shutdown has been called")
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="edgeloop")
+                self._default_executor = executor
+        return asyncio.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor")
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is None:
+            return
+        done = self.create_future()
+        thread = threading.Thread(target=self._join_executor, args=(executor, done))
+        thread.start()
+        try:
+            async with asyncio.timeout(timeout):
+                await done
+        except TimeoutError:
+            warnings.warn(
+                f"The executor did not finish joining its threads within {timeout} seconds.",
+                RuntimeWarning, stacklevel=2,
+            )
+            executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def _join_executor(self, executor: concurrent.futures.Executor, done: asyncio.Future[None]) -> None:
+        try:
+            executor.shutdown(wait=True)
+            result: BaseException | None = None
+        except Exception as exc:
+            result = exc
+        if self._closed:
+            return
+
+        def finish() -> None:
+            if done.done():
+                return
+            if result is None:
+                done.set_result(None)
+            else:
+                done.set_exception(result)
+
+        try:
+            self.call_soon_threadsafe(finish)
+        except RuntimeError:
+            pass  # closed meanwhile
+
+    # ------------------------------------------------------------------ async generators
+
+    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self,
+            )
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
+        self._asyncgens.discard(agen)
+        if not self._closed:
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    async def shutdown_asyncgens(self) -> None:
+        self._asyncgens_shutdown_called = True
+        if not self._asyncgens:
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await asyncio.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    # ------------------------------------------------------------------ errors and debug
+
+    def get_exception_handler(self) -> Callable[..., Any] | None:
+        return self._exception_handler
+
+    def set_exception_handler(self, handler: Callable[..., Any] | None) -> None:
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info: Any = (type(exception), exception, exception.__traceback__) if exception else False
+        current = self._current_handle
+        if "source_traceback" not in context and current is not None and current._source_traceback:
+            context["handle_traceback"] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key in ("source_traceback", "handle_traceback"):
+                where = "Object" if key == "source_traceback" else "Handle"
+                text = "".join(traceback.format_list(value)).rstrip()
+                lines.append(f"{where} created at (most recent call last):\n{text}")
+            else:
+                lines.append(f"{key}: {value!r}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        handler = self._exception_handler
+        if handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler while handling an "
+                             "unexpected error in custom exception handler", exc_info=True)
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        self._debug = enabled
+        if self.is_running():
+            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH if enabled else 0)
+
+    # ------------------------------------------------------------------ readers and writers
+
+    def _fd_callbacks(self, fd: int) -> FdCallbacks | None:
+        handler = self._handlers.get(fd)
+        if handler is None or isinstance(handler, FdCallbacks):
+            return handler
+        if getattr(handler, "_is_transport", False):
+            # Until its connection_lost the transport owns the fd, closing or not.
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {handler!r}")
+        raise RuntimeError(f"File descriptor {fd!r} is used internally by the event loop")
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._check_closed()
+        fd = fileobj_to_fd(fd)
+        if self._debug:
+            self._check_callback(callback, "add_reader")
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True)
+
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._check_closed()
+        fd = fileobj_to_fd(fd)
+        if self._debug:
+            self._check_callback(callback, "add_writer")
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False)
+
+    def _add_fd_callback(self, fd: int, handle: Handle, reader: bool) -> None:
+        entry = self._fd_callbacks(fd)
+        if entry is None:
+            entry = FdCallbacks(self._poller, fd)
+            if reader:
+                entry.reader = handle
+            else:
+                entry.writer = handle
+            entry.register()
+            return
+        old = entry.reader if reader else entry.writer
+        if reader:
+            entry.reader = handle
+        else:
+            entry.writer = handle
+        if old is not None:
+            old.cancel()
+        if not entry.update():
+            # The fd was closed and reused behind our back: start over with a fresh registration.
+            self._add_fd_callback(fd, handle, reader)
+
+    def remove_reader(self, fd: Any) -> bool:
+        return self._remove_fd_callback(fd, reader=True)
+
+    def remove_writer(self, fd: Any) -> bool:
+        return self._remove_fd_callback(fd, reader=False)
+
+    def _remove_fd_callback(self, fd: Any, reader: bool) -> bool:
+        if self._closed:
+            return False
+        fd = fileobj_to_fd(fd)
+        entry = self._fd_callbacks(fd)
+        if entry is None:
+            return False
+        handle = entry.reader if reader else entry.writer
+        if handle is None:
+            return False
+        if reader:
+            entry.reader = None
+        else:
+            entry.writer = None
+        handle.cancel()
+        entry.update()
+        return True
+
+    # ------------------------------------------------------------------ signals
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        self._check_closed()
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._signals.add(sig, callback, args)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        return self._signals.remove(sig)
+
+    # ------------------------------------------------------------------ network (network.py)
+
+    getaddrinfo = network.getaddrinfo
+    getnameinfo = network.getnameinfo
+    create_connection = network.create_connection
+    create_server = network.create_server
+    create_unix_connection = network.create_unix_connection
+    create_unix_server = network.create_unix_server
+    connect_accepted_socket = network.connect_accepted_socket
+    create_datagram_endpoint = network.create_datagram_endpoint
+    start_tls = network.start_tls
+    sendfile = network.sendfile
+    connect_read_pipe = network.connect_read_pipe
+    connect_write_pipe = network.connect_write_pipe
+    subprocess_exec = network.subprocess_exec
+    subprocess_shell = network.subprocess_shell
+
+    # ------------------------------------------------------------------ sockets (sockets.py)
+
+    sock_recv = sockets.sock_recv
+    sock_recv_into = sockets.sock_recv_into
+    sock_recvfrom = sockets.sock_recvfrom
+    sock_recvfrom_into = sockets.sock_recvfrom_into
+    sock_sendall = sockets.sock_sendall
+    sock_sendto = sockets.sock_sendto
+    sock_connect = sockets.sock_connect
+    sock_accept = sockets.sock_accept
+    sock_sendfile = sockets.sock_sendfile

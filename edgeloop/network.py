@@ -1,0 +1,409 @@
+"""Connections and servers: name resolution, ``create_connection`` (with Happy Eyeballs),
+``create_server``, the Unix-socket variants and ``connect_accepted_socket``.
+
+These functions are bound as methods of ``EventLoop``; ``self`` is the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import itertools
+import os
+import socket
+import stat
+from typing import Any, Callable, Iterable
+
+from .server import Server
+from .transports.stream import StreamTransport
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+_HAS_IPV6 = hasattr(socket, "AF_INET6")
+
+
+# ---------------------------------------------------------------------- name resolution
+
+def _numeric_host(host: Any) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if not isinstance(host, str):
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host.partition("%")[0])
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+async def getaddrinfo(self: Any, host: Any, port: Any, *, family: int = 0, type: int = 0,
+                      proto: int = 0, flags: int = 0) -> list[Any]:
+    self._check_closed()
+    if _numeric_host(host) and (isinstance(port, int) or port is None or str(port).isdigit()):
+        # No lookup can happen: answer without a round trip through the executor.
+        return socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+    return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
+
+
+async def getnameinfo(self: Any, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
+    self._check_closed()
+    return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+def _interleave(infos: list[Any], first_family_count: int) -> list[Any]:
+    """Alternate address families (RFC 8305 section 4), starting with the first one returned."""
+    by_family: dict[int, collections.deque[Any]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], collections.deque()).append(info)
+    queues = list(by_family.values())
+    out: list[Any] = []
+    if queues:
+        for _ in range(first_family_count - 1):
+            if queues[0]:
+                out.append(queues[0].popleft())
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.popleft())
+    return out
+
+
+def _check_ssl_args(ssl: Any, server_hostname: Any = None, handshake: Any = None,
+                    shutdown: Any = None) -> None:
+    if server_hostname is not None and not ssl:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    if handshake is not None and not ssl:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if shutdown is not None and not ssl:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if ssl:
+        raise NotImplementedError("TLS (ssl=) is not implemented by edgeloop yet")
+
+
+# ---------------------------------------------------------------------- connecting
+
+async def _connect_one(loop: Any, info: Any, local_infos: list[Any] | None) -> socket.socket:
+    family, type_, proto, _, address = info
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        if local_infos is not None:
+            for lfamily, _, _, _, laddr in local_infos:
+                if lfamily != family:
+                    continue
+                try:
+                    sock.bind(laddr)
+                    break
+                except OSError as exc:
+                    raise OSError(exc.errno, f"error while attempting to bind on address "
+                                             f"{laddr!r}: {exc.strerror.lower()}") from None
+            else:
+                raise OSError(f"no matching local address with family={family} found")
+        await loop.sock_connect(sock, address)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _staggered(loop: Any, infos: list[Any], delay: float,
+                     connect: Callable[[Any], Any]) -> tuple[socket.socket | None, list[BaseException]]:
+    """Happy Eyeballs: start an attempt, and another one each time ``delay`` passes or an attempt
+    fails, until one connects; the losers are cancelled and their sockets closed."""
+    todo = collections.deque(infos)
+    running: set[asyncio.Task[socket.socket]] = set()
+    errors: list[BaseException] = []
+    winner: socket.socket | None = None
+    try:
+        while winner is None and (todo or running):
+            if todo:
+                running.add(loop.create_task(connect(todo.popleft())))
+            done, _ = await asyncio.wait(
+                running, timeout=delay if todo else None, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                running.discard(task)
+                exc = task.exception()
+                if exc is not None:
+                    errors.append(exc)
+                elif winner is None:
+                    winner = task.result()
+                else:
+                    task.result().close()
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+            for task in running:
+                if not task.cancelled() and task.exception() is None:
+                    task.result().close()
+    return winner, errors
+
+
+def _combine_errors(errors: list[BaseException], all_errors: bool) -> BaseException:
+    if all_errors:
+        return ExceptionGroup("create_connection failed", errors)
+    if len(errors) == 1:
+        return errors[0]
+    first = str(errors[0])
+    if all(str(exc) == first for exc in errors):
+        return errors[0]
+    return OSError(f"Multiple exceptions: {', '.join(str(exc) for exc in errors)}")
+
+
+async def create_connection(
+    self: Any, protocol_factory: ProtocolFactory, host: Any = None, port: Any = None, *,
+    ssl: Any = None, family: int = 0, proto: int = 0, flags: int = 0, sock: socket.socket | None = None,
+    local_addr: Any = None, server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None, interleave: int | None = None,
+    all_errors: bool = False,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    self._check_closed()
+    _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if happy_eyeballs_delay is not None and interleave is None:
+        interleave = 1
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        infos = await self.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM,
+                                       proto=proto, flags=flags)
+        if not infos:
+            raise OSError("getaddrinfo() returned empty list")
+        local_infos = None
+        if local_addr is not None:
+            local_infos = await self.getaddrinfo(*local_addr, family=family,
+                                                 type=socket.SOCK_STREAM, proto=proto, flags=flags)
+            if not local_infos:
+                raise OSError("getaddrinfo() returned empty list")
+        if interleave:
+            infos = _interleave(infos, interleave)
+
+        def connect(info: Any) -> Any:
+            return _connect_one(self, info, local_infos)
+
+        errors: list[BaseException] = []
+        if happy_eyeballs_delay is None:
+            for info in infos:
+                try:
+                    sock = await connect(info)
+                    break
+                except OSError as exc:
+                    errors.append(exc)
+        else:
+            sock, errors = await _staggered(self, infos, happy_eyeballs_delay, connect)
+        if sock is None:
+            raise _combine_errors(errors, all_errors)
+    else:
+        if sock is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+    return await _make_stream(self, sock, protocol_factory)
+
+
+async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
+                       extra: dict[str, Any] | None = None) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    sock.setblocking(False)
+    try:
+        protocol = protocol_factory()
+    except BaseException:
+        sock.close()
+        raise
+    waiter = loop.create_future()
+    transport = StreamTransport(loop, sock, protocol, waiter, extra)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol
+
+
+async def create_unix_connection(
+    self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *, ssl: Any = None,
+    sock: socket.socket | None = None, server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    self._check_closed()
+    _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if path is not None:
+        if sock is not None:
+            raise ValueError("path and sock can not be specified at the same time")
+        path = os.fspath(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+        try:
+            sock.setblocking(False)
+            await self.sock_connect(sock, path)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        if sock is None:
+            raise ValueError("no path and sock were specified")
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+    return await _make_stream(self, sock, protocol_factory)
+
+
+async def connect_accepted_socket(
+    self: Any, protocol_factory: ProtocolFactory, sock: socket.socket, *, ssl: Any = None,
+    ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    self._check_closed()
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+    _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
+    return await _make_stream(self, sock, protocol_factory)
+
+
+# ---------------------------------------------------------------------- servers
+
+def _hosts(host: Any) -> list[Any]:
+    if host == "" or host is None:
+        return [None]
+    if isinstance(host, str) or not isinstance(host, Iterable):
+        return [host]
+    return list(host)
+
+
+async def create_server(
+    self: Any, protocol_factory: ProtocolFactory, host: Any = None, port: Any = None, *,
+    family: int = socket.AF_UNSPEC, flags: int = socket.AI_PASSIVE, sock: socket.socket | None = None,
+    backlog: int = 100, ssl: Any = None, reuse_address: bool | None = None,
+    reuse_port: bool | None = None, keep_alive: bool | None = None,
+    ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+    start_serving: bool = True,
+) -> Server:
+    self._check_closed()
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        if reuse_address is None:
+            reuse_address = True
+        infos: list[Any] = []
+        for h in _hosts(host):
+            infos.extend(await self.getaddrinfo(h, port, family=family,
+                                                type=socket.SOCK_STREAM, flags=flags))
+        infos = list(dict.fromkeys(infos))  # the same address from two host names binds once
+        sockets = []
+        try:
+            for af, type_, proto, _, sa in infos:
+                try:
+                    s = socket.socket(af, type_, proto)
+                except OSError:
+                    continue  # e.g. IPv6 disabled in the kernel
+                sockets.append(s)
+                if reuse_address:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
+                if reuse_port:
+                    if not hasattr(socket, "SO_REUSEPORT"):
+                        raise ValueError("reuse_port not supported by socket module")
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
+                if keep_alive:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
+                if _HAS_IPV6 and af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    # Let an IPv4 socket on the same port coexist, as every asyncio loop does.
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                try:
+                    s.bind(sa)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"error while attempting to bind on address "
+                                             f"{sa!r}: {(exc.strerror or '').lower()}") from None
+            if not sockets:
+                raise OSError("could not bind on any address out of " + repr([i[4] for i in infos]))
+        except BaseException:
+            for s in sockets:
+                s.close()
+            raise
+    else:
+        if sock is None:
+            raise ValueError("Neither host/port nor sock were specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        sockets = [sock]
+    for s in sockets:
+        s.setblocking(False)
+    server = Server(self, sockets, protocol_factory, backlog)
+    if start_serving:
+        server._start_serving()
+        await asyncio.sleep(0)
+    return server
+
+
+async def create_unix_server(
+    self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *,
+    sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
+    ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+    start_serving: bool = True, cleanup_socket: bool = True,
+) -> Server:
+    self._check_closed()
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
+    bound_path = None
+    if path is not None:
+        if sock is not None:
+            raise ValueError("path and sock can not be specified at the same time")
+        path = os.fspath(path)
+        abstract = path[:1] in ("\0", b"\0")
+        if not abstract:
+            # A socket file left by a previous run would make bind() fail: replace it.
+            try:
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.remove(path)
+            except FileNotFoundError:
+                pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        if not abstract and cleanup_socket:
+            bound_path = path
+    else:
+        if sock is None:
+            raise ValueError("path was not specified, and no sock specified")
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        if cleanup_socket:
+            name = sock.getsockname()
+            if isinstance(name, str) and name and not name.startswith("\0"):
+                bound_path = name
+    sock.setblocking(False)
+    server = Server(self, [sock], protocol_factory, backlog, unix_path=bound_path)
+    if start_serving:
+        server._start_serving()
+        await asyncio.sleep(0)
+    return server
+
+
+# ---------------------------------------------------------------------- not yet implemented
+
+def _later(what: str) -> Any:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{what} is not implemented by edgeloop yet")
+    method.__name__ = what
+    return method
+
+
+create_datagram_endpoint = _later("create_datagram_endpoint")
+start_tls = _later("start_tls")
+sendfile = _later("sendfile")
+connect_read_pipe = _later("connect_read_pipe")
+connect_write_pipe = _later("connect_write_pipe")
+subprocess_exec = _later("subprocess_exec")
+subprocess_shell = _later("subprocess_shell")

@@ -1,0 +1,279 @@
+"""Readiness backends behind one small interface.
+
+Design
+------
+The loop asks a poller one question per iteration: "which descriptors are ready, waiting at most
+``timeout`` seconds?"  Everything else is bookkeeping: a descriptor is registered with a *handler*
+object (a transport, the accept loop of a server, the callbacks of ``add_reader``...) and an interest
+mask, and ``wait()`` returns ``(fd, mask)`` pairs that the loop hands to
+``poller.handlers[fd]._on_events(mask)``.
+
+Masks use the epoll bits everywhere.  On Linux ``POLLIN == EPOLLIN``, ``POLLOUT == EPOLLOUT``,
+``POLLERR == EPOLLERR``, ``POLLHUP == EPOLLHUP`` and ``POLLRDHUP == EPOLLRDHUP``, so the poll backend
+passes masks through untouched; the select backend builds them from its three lists.
+
+Edge or level is chosen *per descriptor*: ``register(fd, handler, events, edge=True)`` adds
+``EPOLLET``.  Only the epoll backend can do edge-triggered; the others report ``edge_capable =
+False`` and the loop then runs every transport in level mode.
+
+Three rules the loop relies on:
+
+* ``unregister`` never fails because the descriptor is already closed or unknown to the kernel
+  (ENOENT/EBADF): closing paths must be able to call it unconditionally.
+* An fd unregistered while the loop is dispatching a batch is added to ``stale``.  Events for it that
+  are still in the batch are dropped by the loop: the number may already belong to a new socket, and
+  the events were about the old one.  ``wait()`` empties ``stale`` when the next batch starts.
+* After ``os.fork()`` the child shares the parent's epoll instance (it is one kernel object reached
+  through two descriptors).  An ``epoll_ctl`` issued in the child would change the parent's interest
+  list, so a forked poller turns every registration call into a no-op; closing it only closes the
+  child's descriptor.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select
+import weakref
+from typing import Any, Protocol
+
+EPOLLIN: int = getattr(select, "EPOLLIN", 0x001)
+EPOLLOUT: int = getattr(select, "EPOLLOUT", 0x004)
+EPOLLERR: int = getattr(select, "EPOLLERR", 0x008)
+EPOLLHUP: int = getattr(select, "EPOLLHUP", 0x010)
+EPOLLRDHUP: int = getattr(select, "EPOLLRDHUP", 0x2000)
+EPOLLET: int = getattr(select, "EPOLLET", 1 << 31)
+EPOLLEXCLUSIVE: int = getattr(select, "EPOLLEXCLUSIVE", 1 << 28)
+EPOLLONESHOT: int = getattr(select, "EPOLLONESHOT", 1 << 30)
+POLLNVAL: int = getattr(select, "POLLNVAL", 0x020)
+
+# What a handler treats as "try reading" and "try writing".  ERR and HUP wake both directions so
+# that the read or the write that follows reports the error.
+READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR
+
+# One interest mask for every loop-owned socket in edge mode: registered once, never modified.
+EDGE_STREAM = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+
+# select() takes a float and poll() milliseconds; cap long sleeps like every asyncio loop does so
+# that a far-away timer never overflows the kernel's timeout argument.
+MAX_TIMEOUT = 24 * 3600.0
+
+_IGNORED_ON_UNREGISTER = (errno.ENOENT, errno.EBADF)
+
+
+class Handler(Protocol):
+    def _on_events(self, mask: int) -> None: ...
+
+
+_live_pollers: "weakref.WeakSet[Poller]" = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for poller in list(_live_pollers):
+        poller.forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked)
+
+
+class Poller:
+    """Common bookkeeping: the fd -> handler map, counters and fork safety."""
+
+    name = "?"
+    edge_capable = False
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, Any] = {}
+        self.stale: set[int] = set()
+        self.forked = False
+        self.ctl_calls = 0
+        _live_pollers.add(self)
+
+    def register(self, fd: int, handler: Any, events: int, edge: bool = False) -> None:
+        if fd in self.handlers:
+            raise ValueError(f"file descriptor {fd} is already registered")
+        if not self.forked:
+            self.ctl_calls += 1
+            self._register(fd, events | (EPOLLET if edge else 0))
+        self.handlers[fd] = handler
+
+    def modify(self, fd: int, events: int, edge: bool = False) -> None:
+        if not self.forked:
+            self.ctl_calls += 1
+            self._modify(fd, events | (EPOLLET if edge else 0))
+
+    def unregister(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is None:
+            return
+        self.stale.add(fd)
+        if not self.forked:
+            self.ctl_calls += 1
+            try:
+                self._unregister(fd)
+            except OSError as exc:
+                if exc.errno not in _IGNORED_ON_UNREGISTER:
+                    raise
+
+    def replace_handler(self, fd: int, handler: Any) -> None:
+        self.handlers[fd] = handler
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        self.handlers.clear()
+        _live_pollers.discard(self)
+
+    # Backend hooks.
+    def _register(self, fd: int, events: int) -> None:
+        raise NotImplementedError
+
+    def _modify(self, fd: int, events: int) -> None:
+        raise NotImplementedError
+
+    def _unregister(self, fd: int) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+
+class EpollPoller(Poller):
+    """``select.epoll``: interest list kept in the kernel; cost follows the ready descriptors."""
+
+    name = "epoll"
+    edge_capable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoll = select.epoll()  # O_CLOEXEC by default
+        self._poll = self._epoll.poll
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+    def _register(self, fd: int, events: int) -> None:
+        self._epoll.register(fd, events)
+
+    def _modify(self, fd: int, events: int) -> None:
+        self._epoll.modify(fd, events)
+
+    def _unregister(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self.stale:
+            self.stale.clear()
+        # epoll.poll rounds a float timeout *up* to whole milliseconds, so a timer 0.4 ms away
+        # sleeps 1 ms instead of spinning with a zero timeout.
+        if timeout is None:
+            return self._poll(-1)
+        return self._poll(min(timeout, MAX_TIMEOUT))
+
+    def close(self) -> None:
+        super().close()
+        # In a forked child this closes only the child's descriptor of the shared instance.
+        self._epoll.close()
+
+
+class PollPoller(Poller):
+    """``select.poll``: the whole interest list crosses into the kernel on every call."""
+
+    name = "poll"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pollobj = select.poll()
+        self._poll = self._pollobj.poll
+
+    def _register(self, fd: int, events: int) -> None:
+        self._pollobj.register(fd, events & ~EPOLLET)
+
+    def _modify(self, fd: int, events: int) -> None:
+        self._pollobj.modify(fd, events & ~EPOLLET)
+
+    def _unregister(self, fd: int) -> None:
+        self._pollobj.unregister(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self.stale:
+            self.stale.clear()
+        if timeout is None:
+            return self._poll()
+        # Milliseconds, rounded up for the same reason as epoll.
+        return self._poll(math.ceil(min(timeout, MAX_TIMEOUT) * 1e3))
+
+
+class SelectPoller(Poller):
+    """``select.select``: three fd lists rebuilt by the kernel as bitsets; limited to FD_SETSIZE."""
+
+    name = "select"
+    FD_SETSIZE = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
+
+    def _register(self, fd: int, events: int) -> None:
+        if fd >= self.FD_SETSIZE:
+            raise ValueError(f"file descriptor {fd} is out of range for select() (>= {self.FD_SETSIZE})")
+        self._modify(fd, events)
+
+    def _modify(self, fd: int, events: int) -> None:
+        if events & EPOLLIN:
+            self._readers.add(fd)
+        else:
+            self._readers.discard(fd)
+        if events & EPOLLOUT:
+            self._writers.add(fd)
+        else:
+            self._writers.discard(fd)
+
+    def _unregister(self, fd: int) -> None:
+        self._readers.discard(fd)
+        self._writers.discard(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self.stale:
+            self.stale.clear()
+        if timeout is not None:
+            timeout = min(timeout, MAX_TIMEOUT)
+        # The third list is for out-of-band data, not errors: a socket with a pending error is
+        # reported readable and writable, which is what the handlers need to see it.
+        try:
+            r, w, _ = select.select(self._readers, self._writers, (), timeout)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            return self._closed_fds()
+        if not w:
+            return [(fd, EPOLLIN) for fd in r]
+        masks = dict.fromkeys(r, EPOLLIN)
+        for fd in w:
+            masks[fd] = masks.get(fd, 0) | EPOLLOUT
+        return list(masks.items())
+
+
+    def _closed_fds(self) -> list[tuple[int, int]]:
+        """select() failed with EBADF: report the descriptors closed behind our back as POLLNVAL,
+        like poll() does, so that their handlers can drop them instead of failing every wait."""
+        bad = []
+        for fd in self._readers | self._writers:
+            try:
+                os.fstat(fd)
+            except OSError:
+                self._unregister(fd)
+                bad.append((fd, POLLNVAL | EPOLLERR))
+        return bad
+
+
+BACKENDS: dict[str, type[Poller]] = {"poll": PollPoller, "select": SelectPoller}
+if hasattr(select, "epoll"):
+    BACKENDS["epoll"] = EpollPoller
+
+
+def default_backend() -> str:
+    return "epoll" if "epoll" in BACKENDS else "poll"

@@ -1,0 +1,268 @@
+"""``Server`` (``asyncio.AbstractServer``) and the accept loop of each listening socket.
+
+The accept loop
+---------------
+A listening socket is registered once (edge mode: ``EPOLLIN | EPOLLET``).  An event means "the
+backlog is not empty": we accept until EAGAIN, but at most ``loop.accept_budget`` connections per
+wakeup so that a connection storm cannot starve established connections and timers; a loop cut off
+by the budget goes on the I/O ready list and continues next iteration.
+
+When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the
+connections stay in the kernel's backlog.  Retrying at once would spin; waiting for another edge
+would wait forever (the backlog does not change).  So we report the error once, stop, and retry
+after ``ACCEPT_RETRY_DELAY``.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import stat
+from typing import Any, Callable
+
+from .poller import EPOLLIN
+from .transports.stream import StreamTransport
+
+ACCEPT_RETRY_DELAY = 0.25
+_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# The peer gave up between the SYN and our accept(): nothing to report, try the next one.
+_TRANSIENT_ERRNOS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+
+
+class Acceptor:
+    """The accept loop of one listening socket."""
+
+    _queued = False
+
+    def __init__(self, loop: Any, server: "Server", sock: socket.socket) -> None:
+        self._loop = loop
+        self._server = server
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._pending = False      # edge mode: the backlog may hold connections
+        self._backing_off: asyncio.TimerHandle | None = None
+        loop._poller.register(self._fd, self, EPOLLIN, edge=loop._edge)
+
+    def _on_events(self, mask: int) -> None:
+        self._pending = True
+        if self._backing_off is None:
+            self._accept()
+
+    def _on_ready(self) -> None:
+        self._queued = False
+        if self._pending and self._backing_off is None and self._sock is not None:
+            self._accept()
+
+    def _accept(self) -> None:
+        loop = self._loop
+        accept = self._sock.accept
+        server = self._server
+        accepted = 0
+        try:
+            for _ in range(loop.accept_budget):
+                try:
+                    conn, addr = accept()
+                except (BlockingIOError, InterruptedError):
+                    self._pending = False
+                    return
+                except OSError as exc:
+                    if exc.errno in _TRANSIENT_ERRNOS:
+                        continue
+                    if exc.errno in _RESOURCE_ERRNOS:
+                        self._back_off(exc)
+                        return
+                    loop.call_exception_handler({
+                        "message": "socket.accept() failed", "exception": exc, "socket": self._sock,
+                    })
+                    self._back_off(None)
+                    return
+                accepted += 1
+                conn.setblocking(False)
+                server._connection_accepted(conn, addr)
+            # Budget spent with the backlog possibly non-empty.
+            if loop._edge:
+                loop._stats.cutoffs += 1
+                loop._want_drain(self)
+        finally:
+            loop._stats.accepts += accepted
+
+    def _back_off(self, exc: OSError | None) -> None:
+        loop = self._loop
+        if exc is not None:
+            loop.call_exception_handler({
+                "message": "socket.accept() out of system resource",
+                "exception": exc, "socket": self._sock,
+            })
+        if not loop._edge:
+            loop._poller.modify(self._fd, 0)  # level mode would report the backlog again at once
+        self._backing_off = loop.call_later(ACCEPT_RETRY_DELAY, self._retry)
+
+    def _retry(self) -> None:
+        self._backing_off = None
+        if self._sock is None:
+            return
+        if not self._loop._edge:
+            self._loop._poller.modify(self._fd, EPOLLIN)
+        # The backlog produced no new edge while we waited: look ourselves.
+        self._pending = True
+        self._accept()
+
+    def close(self) -> None:
+        if self._backing_off is not None:
+            self._backing_off.cancel()
+            self._backing_off = None
+        if self._sock is not None:
+            if not self._loop.is_closed():
+                self._loop._poller.unregister(self._fd)
+            self._sock.close()
+            self._sock = None
+
+
+class Server(asyncio.AbstractServer):
+    def __init__(
+        self,
+        loop: Any,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        backlog: int,
+        unix_path: str | None = None,
+    ) -> None:
+        self._loop = loop
+        self._sockets: list[socket.socket] | None = sockets
+        self._acceptors: list[Acceptor] = []
+        self._protocol_factory = protocol_factory
+        self._backlog = backlog
+        self._clients: set[StreamTransport] = set()
+        self._waiters: list[asyncio.Future[None]] | None = []
+        self._serving = False
+        self._serving_forever: asyncio.Future[None] | None = None
+        self._unix_cleanup: tuple[str, int] | None = None
+        if unix_path is not None:
+            try:
+                self._unix_cleanup = (unix_path, os.stat(unix_path).st_ino)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} sockets={self.sockets!r}>"
+
+    # Connections -------------------------------------------------------------------------
+
+    def _connection_accepted(self, conn: socket.socket, addr: Any) -> None:
+        loop = self._loop
+        try:
+            protocol = self._protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            conn.close()
+            loop.call_exception_handler({
+                "message": "Error in protocol factory of an accepted connection",
+                "exception": exc,
+            })
+            return
+        StreamTransport(loop, conn, protocol, extra={"peername": addr}, server=self)
+
+    def _attach(self, transport: StreamTransport) -> None:
+        self._clients.add(transport)
+
+    def _detach(self, transport: StreamTransport) -> None:
+        self._clients.discard(transport)
+        if not self._clients and self._sockets is None:
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        waiters = self._waiters
+        if waiters is None:
+            return
+        self._waiters = None
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # AbstractServer ----------------------------------------------------------------------
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        if self._sockets is None:
+            return ()
+        return tuple(self._sockets)
+
+    def _start_serving(self) -> None:
+        if self._serving or self._sockets is None:
+            return
+        self._serving = True
+        for sock in self._sockets:
+            sock.listen(self._backlog)
+            self._acceptors.append(Acceptor(self._loop, self, sock))
+
+    async def start_serving(self) -> None:
+        self._start_serving()
+        await asyncio.sleep(0)
+
+    def close(self) -> None:
+        if self._sockets is None:
+            return
+        self._sockets = None
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors.clear()
+        self._serving = False
+        self._cleanup_unix_path()
+        fut = self._serving_forever
+        if fut is not None and not fut.done():
+            fut.cancel()
+        if not self._clients:
+            self._wake_waiters()
+
+    def _cleanup_unix_path(self) -> None:
+        if self._unix_cleanup is None:
+            return
+        path, inode = self._unix_cleanup
+        self._unix_cleanup = None
+        try:
+            if os.stat(path).st_ino == inode and stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def close_clients(self) -> None:
+        for transport in list(self._clients):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        for transport in list(self._clients):
+            transport.abort()
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._sockets is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._start_serving()
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every connection it accepted is gone."""
+        if self._waiters is None:
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter

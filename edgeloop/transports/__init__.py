@@ -1,0 +1,1 @@
+"""Transports: one module per kind of descriptor, each a small state machine."""

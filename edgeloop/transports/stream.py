@@ -1,0 +1,570 @@
+"""Stream transports (TCP and Unix), edge- or level-triggered.
+
+Edge mode (the default on epoll)
+--------------------------------
+The socket is registered once, ``EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET``, and its interest is
+never changed: pausing, resuming, buffering and unbuffering writes cost no ``epoll_ctl``.  What the
+kernel stops telling us we remember ourselves:
+
+* ``_readable``: set by any read-ish event; cleared when a read raises EAGAIN or, under the default
+  ``"short"`` read policy, returns fewer bytes than asked (the receive queue was emptied; on Linux
+  the next arrival raises a new edge).  While it is set and the protocol wants data, we own the job
+  of reading: a drain stopped by the budget, a pause, or a not-yet-made connection is resumed from
+  the loop's I/O ready list (``_on_ready``).
+* ``_writable``: cleared when a send is partial or raises EAGAIN, set again by ``EPOLLOUT``.  A
+  write with an empty buffer tries ``send()`` at once unless we know the socket is full.
+
+Level mode
+----------
+Interest follows the state, like the stdlib: ``EPOLLIN`` while the protocol reads, ``EPOLLOUT``
+only while the write buffer holds data.  One read per event; the poller reports the socket again
+if more is queued.
+
+Both modes share everything else: the write buffer (a deque of chunks flushed with ``sendmsg``),
+flow control, half-close, and a close path that unregisters the fd before closing it and calls
+``connection_lost`` exactly once.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import logging
+import os
+import socket
+from typing import Any
+
+from ..poller import EDGE_STREAM, EPOLLIN, EPOLLOUT, READ_EVENTS, WRITE_EVENTS
+
+logger = logging.getLogger("asyncio")
+
+MAX_READ = 256 * 1024
+HIGH_WATER = 64 * 1024
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
+_CONN_LOST_WARN = 5  # writes after the connection is lost before we start logging them
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
+    if fut is not None and not fut.cancelled():
+        fut.set_result(result)
+
+
+class StreamTransport(asyncio.Transport):
+    """A connected stream socket bound to a Protocol or BufferedProtocol."""
+
+    _is_transport = True
+    _queued = False  # on the loop's I/O ready list
+
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> None:
+        super().__init__(extra)
+        self._loop = loop
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._stats = loop._stats
+        self._edge = loop._edge
+        self._budget = loop.read_budget if self._edge else 1
+        self._short_reads = loop.read_policy == "short"
+        self._extra["socket"] = sock
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self._protocol: Any = None
+        self._buffered = False
+        self.set_protocol(protocol)
+
+        self._reading = False        # the protocol wants data and we may deliver it
+        self._paused = False         # pause_reading() in effect
+        self._readable = False       # edge mode: data may be waiting in the kernel
+        self._writable = True        # edge mode: the last send did not fill the socket
+        self._read_eof = False
+        self._closing = False
+        self._eof = False            # write_eof() called
+        self._conn_lost = 0
+        self._protocol_connected = False
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._buffer_size = 0
+        self._high = HIGH_WATER
+        self._low = HIGH_WATER // 4
+        self._protocol_paused = False
+        self._interest = 0
+        self._server = server
+        if server is not None:
+            server._attach(self)
+
+        if self._edge:
+            loop._poller.register(self._fd, self, EDGE_STREAM, edge=True)
+        else:
+            loop._poller.register(self._fd, self, 0)
+        loop.call_soon(self._connection_made, waiter)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else ("closing" if self._closing else "open")
+        return f"<{type(self).__name__} fd={self._fd} {state} buffered={self._buffer_size}>"
+
+    # ------------------------------------------------------------------ protocol plumbing
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def _connection_made(self, waiter: asyncio.Future | None) -> None:
+        # Runs before any _call_connection_lost (both go through call_soon, in order), so the
+        # protocol always hears connection_made first, even of a transport closed at once.
+        self._protocol_connected = True
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+            return
+        if not self._closing and not self._paused:
+            self._start_reading()
+        if waiter is not None:
+            self._loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def _start_reading(self) -> None:
+        self._reading = True
+        if self._edge:
+            if self._readable:
+                # No new edge will come for data that is already queued: drain it ourselves.
+                self._loop._want_drain(self)
+        else:
+            self._update_interest()
+
+    def _update_interest(self) -> None:
+        """Level mode: keep the poller's interest equal to what we want to hear about."""
+        events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
+        if events != self._interest and self._sock is not None:
+            self._interest = events
+            self._loop._poller.modify(self._fd, events)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_events(self, mask: int) -> None:
+        if mask & READ_EVENTS:
+            self._readable = True
+            if self._reading:
+                self._read_ready()
+        if mask & WRITE_EVENTS:
+            self._writable = True
+            if self._buffer:
+                self._write_ready()
+
+    def _on_ready(self) -> None:
+        """Called from the I/O ready list: continue a drain the budget (or a pause) cut short."""
+        self._queued = False
+        if self._reading and self._readable:
+            self._read_ready()
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_ready(self) -> None:
+        if self._buffered:
+            self._read_ready_buffered()
+            return
+        # Hot path: locals for everything touched per read.
+        recv = self._sock.recv
+        data_received = self._protocol.data_received
+        budget = self._budget
+        short = self._short_reads
+        n = 0
+        try:
+            while True:
+                try:
+                    data = recv(MAX_READ)
+                except (BlockingIOError, InterruptedError):
+                    self._readable = False
+                    self._stats.eagain += 1
+                    break
+                n += 1
+                if not data:
+                    self._readable = False
+                    self._eof_received()
+                    break
+                data_received(data)
+                if short and len(data) < MAX_READ:
+                    self._readable = False
+                    break
+                if not self._reading:
+                    break  # paused or closed by the protocol
+                if n >= budget:
+                    if self._edge:
+                        self._stats.cutoffs += 1
+                        self._loop._want_drain(self)
+                    break
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        finally:
+            self._stats.reads += n
+
+    def _read_ready_buffered(self) -> None:
+        protocol = self._protocol
+        recv_into = self._sock.recv_into
+        budget = self._budget
+        short = self._short_reads
+        n = 0
+        try:
+            while True:
+                try:
+                    buf = protocol.get_buffer(-1)
+                    size = len(buf)
+                    if not size:
+                        raise RuntimeError("get_buffer() returned an empty buffer")
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                    return
+                try:
+                    nbytes = recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    self._readable = False
+                    self._stats.eagain += 1
+                    break
+                n += 1
+                if not nbytes:
+                    self._readable = False
+                    self._eof_received()
+                    break
+                protocol.buffer_updated(nbytes)
+                if short and nbytes < size:
+                    self._readable = False
+                    break
+                if not self._reading:
+                    break
+                if n >= budget:
+                    if self._edge:
+                        self._stats.cutoffs += 1
+                        self._loop._want_drain(self)
+                    break
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        finally:
+            self._stats.reads += n
+
+    def _eof_received(self) -> None:
+        self._read_eof = True
+        self._reading = False
+        if not self._edge:
+            self._update_interest()
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    def pause_reading(self) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._reading = False
+        if not self._edge:
+            self._update_interest()
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._protocol_connected and not self._read_eof:
+            self._start_reading()
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        mutable = type(data) is not bytes
+        if mutable:
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(
+                    f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+                )
+            data = memoryview(data).cast("B")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _CONN_LOST_WARN:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        buffer = self._buffer
+        if not buffer:
+            # Optimistic send: most writes go straight into the kernel's socket buffer.  In edge
+            # mode we skip it when we know the socket is full (EPOLLOUT has not come back yet).
+            if self._writable or not self._edge:
+                try:
+                    n = self._sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal write error on socket transport")
+                    return
+                self._stats.writes += 1
+                if n == len(data):
+                    return
+                self._writable = False
+                if n:
+                    data = memoryview(data)[n:]  # no copy of the unsent tail
+        # The caller may reuse a bytearray or memoryview once write() returns: keep our own copy.
+        if mutable:
+            data = bytes(data)
+        buffer.append(data)
+        self._buffer_size += len(data)
+        if not self._edge and len(buffer) == 1:
+            self._update_interest()
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        if self._eof:
+            raise RuntimeError("Cannot call writelines() after write_eof()")
+        chunks = []
+        size = 0
+        for data in list_of_data:
+            if type(data) is not bytes:
+                if not isinstance(data, (bytearray, memoryview)):
+                    raise TypeError(
+                        f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+                    )
+                data = bytes(data)
+            if data:
+                chunks.append(data)
+                size += len(data)
+        if not chunks:
+            return
+        if self._conn_lost:
+            self._conn_lost += 1
+            return
+        was_empty = not self._buffer
+        self._buffer.extend(chunks)
+        self._buffer_size += size
+        if was_empty and (self._writable or not self._edge):
+            self._write_ready()  # one sendmsg() for all the chunks
+        elif not self._edge:
+            self._update_interest()
+        self._maybe_pause_protocol()
+
+    def _write_ready(self) -> None:
+        """Flush the buffer until it is empty or the socket is full."""
+        sock = self._sock
+        buffer = self._buffer
+        if sock is None:
+            return
+        try:
+            while buffer:
+                if len(buffer) == 1:
+                    chunk = buffer[0]
+                    attempted = len(chunk)
+                    n = sock.send(chunk)
+                else:
+                    chunks = [buffer[i] for i in range(min(len(buffer), _IOV_MAX))]
+                    attempted = sum(map(len, chunks))
+                    n = sock.sendmsg(chunks)
+                self._stats.writes += 1
+                self._consume(n)
+                if n < attempted:
+                    self._writable = False
+                    break
+        except (BlockingIOError, InterruptedError):
+            self._writable = False
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            return
+        self._maybe_resume_protocol()
+        if not buffer:
+            if not self._edge:
+                self._update_interest()
+            if self._closing:
+                self._call_connection_lost_soon(None)
+            elif self._eof:
+                self._shutdown_write()
+        elif not self._edge:
+            self._update_interest()
+
+    def _consume(self, n: int) -> None:
+        buffer = self._buffer
+        self._buffer_size -= n
+        while n:
+            chunk = buffer[0]
+            size = len(chunk)
+            if n >= size:
+                buffer.popleft()
+                n -= size
+            else:
+                buffer[0] = memoryview(chunk)[n:]
+                break
+
+    def _shutdown_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the peer is gone already; the read side will find out
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._shutdown_write()
+
+    # ------------------------------------------------------------------ flow control
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._buffer_size <= self._low:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc, "transport": self, "protocol": self._protocol,
+                })
+
+    # ------------------------------------------------------------------ closing
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._reading = False
+        if not self._edge:
+            self._update_interest()
+        if not self._buffer:
+            self._call_connection_lost_soon(None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc, "transport": self, "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+        self._closing = True
+        self._reading = False
+        self._call_connection_lost_soon(exc)
+
+    def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            if sock is not None:
+                # Unregister before closing: epoll tracks the file description, not the number.
+                self._loop._poller.unregister(self._fd)
+                sock.close()
+                self._sock = None
+            self._protocol = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self)
+
+    def __del__(self, _warn: Any = __import__("warnings").warn) -> None:
+        if getattr(self, "_sock", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            if not self._loop.is_closed():
+                self._loop._poller.unregister(self._fd)
+            self._sock.close()
