@@ -125,7 +125,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         read_policy: str | None = None,
     ) -> None:
         self._closed = True  # until construction succeeds: __del__ must not warn about a half loop
-        backend = backend or os.environ.get("EDGELOOP_BACKEND") or default_backend()
+        if backend is None:
+            backend = os.environ.get("EDGELOOP_BACKEND") or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, not {backend!r}")
         poller_cls = BACKENDS[backend]
@@ -137,7 +138,8 @@ class EventLoop(asyncio.AbstractEventLoop):
             raise ValueError(f"trigger must be 'edge' or 'level', not {trigger!r}")
         if trigger == "edge" and not poller_cls.edge_capable:
             raise ValueError(f"the {backend} backend cannot be edge-triggered; use trigger='level'")
-        read_policy = read_policy or os.environ.get("EDGELOOP_READ_POLICY") or "short"
+        if read_policy is None:
+            read_policy = os.environ.get("EDGELOOP_READ_POLICY") or "short"
         if read_policy not in ("short", "eagain"):
             raise ValueError(f"read_policy must be 'short' or 'eagain', not {read_policy!r}")
 
