@@ -6,8 +6,8 @@ datagram that is never read, so it stays ready.  A monitoring operation is one z
 that reports it: ``select`` (libc through ctypes, bitmap rebuilt each call as select requires),
 ``poll`` and ``epoll_wait`` (level-triggered).  To bound the run time the number of calls is
 adapted (at most 100,000, at least 200) and the time is scaled to 100,000 calls; the JSON keeps the
-number actually made.  From Python each call also pays interpreter overhead (~0.5 us), a floor
-that matters for epoll only.
+number actually made.  From Python each call also pays interpreter overhead (a microsecond or
+two), a floor that matters for epoll only.
 """
 from __future__ import annotations
 
