@@ -6,14 +6,16 @@ snapshot before and after each measured client run and divides the difference by
 client completed in that run (its warm-up included, since the server served those too).
 
 ``wakeups`` is ``polls`` per request.  ``syscalls`` is the syscall-like sum ``polls + ctl + reads +
-writes + accepts`` per request: an estimate from the loop's own bookkeeping, not a trace (use
-``--strace`` for that; every loop then gets a real count).
+eagain + writes + accepts`` per request (edgeloop counts a read that hit EAGAIN in ``eagain`` only,
+not in ``reads``): an estimate from the loop's own bookkeeping, not a trace.  Only transports count
+reads and writes, so ``loop.sock_*`` calls are missing from it; ``--strace`` gives a real count for
+every loop.
 """
 from __future__ import annotations
 
 COUNTER_KEYS = ("iterations", "polls", "events", "ctl", "reads", "eagain", "cutoffs", "accepts",
                 "writes")
-SYSCALL_KEYS = ("polls", "ctl", "reads", "writes", "accepts")
+SYSCALL_KEYS = ("polls", "ctl", "reads", "eagain", "writes", "accepts")
 
 
 def delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
