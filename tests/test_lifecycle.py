@@ -9,36 +9,21 @@ import gc
 import json
 import os
 import socket
-import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
 try:
-    from tests.conftest import LOOP_CONFIGS, REFERENCE
-except ImportError:  # tests/ run as rootdir
-    from conftest import LOOP_CONFIGS, REFERENCE
+    from tests._looputil import LOOP_CONFIGS, REFERENCE, edgeloop_only, known_bug, run_python
+except ImportError:  # tests/ itself on sys.path
+    from _looputil import LOOP_CONFIGS, REFERENCE, edgeloop_only, known_bug, run_python
 
 if not REFERENCE:
     import edgeloop
 
-edgeloop_only = pytest.mark.skipif(REFERENCE, reason="edgeloop-only feature")
-ROOT = Path(__file__).resolve().parent.parent
 # The function under test for "run a coroutine on a fresh loop"; asyncio.run on the reference.
 RUN = asyncio.run if REFERENCE else edgeloop.run
-
-
-def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 30,
-               args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """Run ``python [args] -c code`` with edgeloop importable and a neutral environment."""
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("EDGELOOP_") and k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")}
-    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), e.get("PYTHONPATH")]))
-    e.update(env or {})
-    return subprocess.run([sys.executable, *args, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=str(ROOT))
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +363,25 @@ def test_run_inside_running_loop_raises(loop):
     assert loop.run_until_complete(main()) == "ok"
 
 
+def test_run_inside_running_loop_leaves_no_unawaited_coroutine(loop, request):
+    known_bug(request, "run() inside a running loop creates the Runner's loop first; closing it "
+                       "leaves 'shutdown_asyncgens' never awaited (RuntimeWarning)")
+
+    async def main():
+        coro = asyncio.sleep(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with pytest.raises(RuntimeError):
+                    RUN(coro)
+            finally:
+                coro.close()
+            gc.collect()
+        return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+    assert loop.run_until_complete(main()) == []
+
+
 @edgeloop_only
 @pytest.mark.parametrize("config", list(LOOP_CONFIGS))
 def test_run_passes_loop_kwargs(config):
@@ -545,7 +549,10 @@ class GracefulExit(SystemExit):
 
 @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, GracefulExit])
 @pytest.mark.parametrize("where", ["call_soon", "call_later", "reader", "task"])
-def test_base_exception_propagates_and_loop_stays_usable(loop, exc_type, where):
+def test_base_exception_propagates_and_loop_stays_usable(loop, exc_type, where, request):
+    if where == "reader":
+        known_bug(request, "an add_reader callback that raised BaseException is never called again "
+                           "although its data is unread", configs=("edge", "level"))
     calls = []
     hooks_before = sys.get_asyncgen_hooks()
     a, b = socket.socketpair()
