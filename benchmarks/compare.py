@@ -34,11 +34,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--loops", default=",".join(ALL_LOOPS),
                    help="comma-separated loops to compare (default: %(default)s; the ones not "
                         "installed are skipped with a note)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--full", action="store_true",
+    p.add_argument("--full", action="store_true",
                       help="the whole matrix: 1/10/100 KiB x 10/100 connections per echo kind")
-    size.add_argument("--quick", action="store_true",
-                      help="smoke run: 2 rounds of 0.3 s (numbers are not meaningful)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2 rounds of 0.3 s (numbers are not meaningful)")
     p.add_argument("-w", "--workload", action="append", metavar="PATTERN",
                    help="only workloads whose name contains PATTERN (repeatable); see --list")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")

@@ -152,6 +152,8 @@ class Runner:
         after = subj.snapshot()
         if result.get("errors"):
             raise LoadError(f"{result['errors']} client errors (server broken?)")
+        if not result.get("requests"):
+            raise LoadError("no request completed during the run (server stalled?)")
         if not subj.alive():
             raise SubjectError("server died during the run")
         per_req = counters.per_request(counters.delta(before, after), served)
