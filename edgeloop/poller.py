@@ -62,6 +62,18 @@ MAX_TIMEOUT = 24 * 3600.0
 _IGNORED_ON_UNREGISTER = (errno.ENOENT, errno.EBADF)
 
 
+_DIRECTIONS = EPOLLIN | EPOLLOUT | EPOLLRDHUP
+
+
+def _quiet_if_idle(events: int) -> int:
+    """epoll reports EPOLLHUP/EPOLLERR even with no interest; level-triggered, a hung-up idle fd
+    (a transport that stopped reading and has nothing to write) would then spin the loop.  With
+    ``EPOLLONESHOT`` it is reported at most once, until the next modify re-arms it."""
+    if events & _DIRECTIONS or events & EPOLLET:
+        return events
+    return events | EPOLLONESHOT
+
+
 class Handler(Protocol):
     def _on_events(self, mask: int) -> None: ...
 
@@ -155,10 +167,10 @@ class EpollPoller(Poller):
         return self._epoll.fileno()
 
     def _register(self, fd: int, events: int) -> None:
-        self._epoll.register(fd, events)
+        self._epoll.register(fd, _quiet_if_idle(events))
 
     def _modify(self, fd: int, events: int) -> None:
-        self._epoll.modify(fd, events)
+        self._epoll.modify(fd, _quiet_if_idle(events))
 
     def _unregister(self, fd: int) -> None:
         self._epoll.unregister(fd)
@@ -187,15 +199,33 @@ class PollPoller(Poller):
         super().__init__()
         self._pollobj = select.poll()
         self._poll = self._pollobj.poll
+        self._idle: set[int] = set()
+
+    # ``_idle``: registered with no interest, and kept out of the kernel's list, because poll()
+    # reports POLLHUP/POLLERR whatever the interest and a hung-up idle fd would spin the loop.
 
     def _register(self, fd: int, events: int) -> None:
+        if not events & _DIRECTIONS:
+            self._idle.add(fd)
+            return
         self._pollobj.register(fd, events & ~EPOLLET)
 
     def _modify(self, fd: int, events: int) -> None:
-        self._pollobj.modify(fd, events & ~EPOLLET)
+        if not events & _DIRECTIONS:
+            if fd not in self._idle:
+                self._pollobj.unregister(fd)
+                self._idle.add(fd)
+        elif fd in self._idle:
+            self._idle.discard(fd)
+            self._pollobj.register(fd, events & ~EPOLLET)
+        else:
+            self._pollobj.modify(fd, events & ~EPOLLET)
 
     def _unregister(self, fd: int) -> None:
-        self._pollobj.unregister(fd)
+        if fd in self._idle:
+            self._idle.discard(fd)
+        else:
+            self._pollobj.unregister(fd)
 
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         if self.stale:

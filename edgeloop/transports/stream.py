@@ -8,7 +8,12 @@ kernel stops telling us we remember ourselves:
 
 * ``_readable``: set by any read-ish event; cleared when a read raises EAGAIN or, under the default
   ``"short"`` read policy, returns fewer bytes than asked (the receive queue was emptied; on Linux
-  the next arrival raises a new edge).  While it is set and the protocol wants data, we own the job
+  the next arrival raises a new edge).  The short-read rule has two exceptions.  A FIN or an error
+  that arrived *before* epoll_wait collected the event raises no further edge, and a read stops
+  short in front of it; the event mask carries ``EPOLLRDHUP``/``EPOLLHUP``/``EPOLLERR`` in that
+  case, so once such a bit has been seen we read until EOF or EAGAIN (``_hup``).  And the rule is
+  only used for TCP: a Unix stream read also stops short between messages of different senders
+  when credentials are passed.  While it is set and the protocol wants data, we own the job
   of reading: a drain stopped by the budget, a pause, or a not-yet-made connection is resumed from
   the loop's I/O ready list (``_on_ready``).
 * ``_writable``: cleared when a send is partial or raises EAGAIN, set again by ``EPOLLOUT``.  A
@@ -34,13 +39,16 @@ import os
 import socket
 from typing import Any
 
-from ..poller import EDGE_STREAM, EPOLLIN, EPOLLOUT, READ_EVENTS, WRITE_EVENTS
+from ..poller import (
+    EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
+)
 
 logger = logging.getLogger("asyncio")
 
 MAX_READ = 256 * 1024
 HIGH_WATER = 64 * 1024
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
+_HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _CONN_LOST_WARN = 5  # writes after the connection is lost before we start logging them
 
 
@@ -71,7 +79,9 @@ class StreamTransport(asyncio.Transport):
         self._stats = loop._stats
         self._edge = loop._edge
         self._budget = loop.read_budget if self._edge else 1
-        self._short_reads = loop.read_policy == "short"
+        self._short_reads = loop.read_policy == "short" and sock.family in (
+            socket.AF_INET, socket.AF_INET6)
+        self._hup = False            # RDHUP/HUP/ERR seen: EOF or an error is queued behind the data
         self._extra["socket"] = sock
         try:
             self._extra["sockname"] = sock.getsockname()
@@ -168,6 +178,8 @@ class StreamTransport(asyncio.Transport):
     def _on_events(self, mask: int) -> None:
         if mask & READ_EVENTS:
             self._readable = True
+            if mask & _HUP_EVENTS:
+                self._hup = True
             if self._reading:
                 self._read_ready()
         if mask & WRITE_EVENTS:
@@ -191,7 +203,7 @@ class StreamTransport(asyncio.Transport):
         recv = self._sock.recv
         data_received = self._protocol.data_received
         budget = self._budget
-        short = self._short_reads
+        short = self._short_reads and not self._hup
         n = 0
         try:
             while True:
@@ -230,7 +242,7 @@ class StreamTransport(asyncio.Transport):
         protocol = self._protocol
         recv_into = self._sock.recv_into
         budget = self._budget
-        short = self._short_reads
+        short = self._short_reads and not self._hup
         n = 0
         try:
             while True:
