@@ -32,6 +32,9 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, **loop_kwar
     Built on ``asyncio.Runner(loop_factory=...)``, so no event loop policy is involved (policies are
     deprecated from Python 3.14).  ``loop_kwargs`` go to ``EventLoop`` (backend, trigger, ...).
     """
+    if asyncio._get_running_loop() is not None:
+        # Checked before a loop exists, so that nothing is left half-created.
+        raise RuntimeError("edgeloop.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
 

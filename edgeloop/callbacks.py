@@ -96,13 +96,16 @@ class FdCallbacks:
         if mask & POLLNVAL:
             self._drop()
             return
-        reader = self.reader
-        if reader is not None and mask & READ_EVENTS:
-            if not reader._cancelled:
+        try:
+            reader = self.reader
+            if reader is not None and mask & READ_EVENTS and not reader._cancelled:
                 reader._run()
-        writer = self.writer
-        if writer is not None and mask & WRITE_EVENTS:
-            if not writer._cancelled:
+            writer = self.writer
+            if writer is not None and mask & WRITE_EVENTS and not writer._cancelled:
                 writer._run()
-        if self._oneshot:
-            self.update()  # re-arm; drops the entry if the fd was closed behind our back
+        finally:
+            if self._oneshot:
+                # Re-arm, even when a callback let SystemExit or KeyboardInterrupt escape: the
+                # fd must keep its level semantics for the next run of the loop.  Drops the
+                # entry if the fd was closed behind our back.
+                self.update()

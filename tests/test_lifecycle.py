@@ -364,9 +364,6 @@ def test_run_inside_running_loop_raises(loop):
 
 
 def test_run_inside_running_loop_leaves_no_unawaited_coroutine(loop, request):
-    known_bug(request, "run() inside a running loop creates the Runner's loop first; closing it "
-                       "leaves 'shutdown_asyncgens' never awaited (RuntimeWarning)")
-
     async def main():
         coro = asyncio.sleep(0)
         with warnings.catch_warnings(record=True) as caught:
@@ -550,9 +547,6 @@ class GracefulExit(SystemExit):
 @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, GracefulExit])
 @pytest.mark.parametrize("where", ["call_soon", "call_later", "reader", "task"])
 def test_base_exception_propagates_and_loop_stays_usable(loop, exc_type, where, request):
-    if where == "reader":
-        known_bug(request, "an add_reader callback that raised BaseException is never called again "
-                           "although its data is unread", configs=("edge", "level"))
     calls = []
     hooks_before = sys.get_asyncgen_hooks()
     a, b = socket.socketpair()
