@@ -5,6 +5,7 @@ On a terminal the bar is redrawn in place with a carriage return; when stderr is
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -41,7 +42,8 @@ class Progress:
         line = (f"[{bar}] {self.done:3d}/{self.total} {elapsed:4.0f}s eta {self._eta()}  "
                 f"{self.label}")
         if self.tty:
-            self.stream.write("\r" + line[:160].ljust(160))
+            cols = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+            self.stream.write("\r" + line[:cols].ljust(cols))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
@@ -49,7 +51,8 @@ class Progress:
     def note(self, message: str) -> None:
         """Print a message above the bar without breaking it."""
         if self.tty:
-            self.stream.write("\r" + " " * 160 + "\r")
+            cols = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+            self.stream.write("\r" + " " * cols + "\r")
         self.stream.write(message + "\n")
         self.stream.flush()
         if self.tty:
