@@ -141,6 +141,11 @@ def render(points: list[dict[str, object]], rows: list[dict[str, object]], info:
             f"warm-up (serial mode: fewer, see JSON); mean ± sd (Welford, Bessel) of time per "
             f"request in µs; {elapsed:.0f} s",
             *[f"- note: {n}" for n in notes], ""]
+    apis = {str(p["series"]): p["api"] for p in points if p["api"] and p["api"] != "raw"}
+    if apis:
+        head.insert(-1, "- event loops watched the sockets with: " +
+                    ", ".join(f"{s} {a}" for s, a in apis.items()) +
+                    " (datagram = create_datagram_endpoint, reader = add_reader)")
     md = "\n".join(head)
     for mode in dict.fromkeys(str(p["mode"]) for p in points):
         what = ("all active sockets in flight at once, one sample per round" if mode == "rounds"
