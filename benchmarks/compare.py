@@ -122,6 +122,7 @@ def main(argv: list[str]) -> int:
     cells = runner.run(chosen)
     progress.close()
     elapsed = time.monotonic() - started
+    info["loadavg_at_end"] = machine.loadavg()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,12 +35,16 @@ def _wrk_version() -> str | None:
     return (out.stdout + out.stderr).splitlines()[0] if (out.stdout + out.stderr) else None
 
 
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews every number)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return [0.0, 0.0, 0.0]
+
+
 def describe() -> dict[str, Any]:
     """Machine, kernel, Python and library versions."""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
     return {
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
@@ -49,7 +53,7 @@ def describe() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "python_impl": platform.python_implementation(),
-        "loadavg_at_start": [round(x, 2) for x in load],
+        "loadavg_at_start": loadavg(),
         "versions": {name: _version(name) for name in ("edgeloop", "uvloop", "aiohttp", "rloop")},
         "wrk": _wrk_version(),
     }
@@ -57,4 +61,5 @@ def describe() -> dict[str, Any]:
 
 def one_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']} ({info['cpus']} cpus), Linux {info['kernel']}, "
-            f"{info['python_impl']} {info['python']}, load {info['loadavg_at_start']}")
+            f"{info['python_impl']} {info['python']}, load average {info['loadavg_at_start']} at start"
+            + (f", {info['loadavg_at_end']} at end" if "loadavg_at_end" in info else ""))

@@ -103,6 +103,7 @@ def main(argv: list[str]) -> int:
     progress.close()
     notes += study.notes
     elapsed = time.monotonic() - started
+    info["loadavg_at_end"] = machine.loadavg()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
