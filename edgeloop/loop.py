@@ -718,7 +718,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     create_unix_server = network.create_unix_server
     connect_accepted_socket = network.connect_accepted_socket
     create_datagram_endpoint = network.create_datagram_endpoint
-    start_tls = network.start_tls
+    from .transports.tls import start_tls  # TLS upgrade lives with the TLS transport
     sendfile = network.sendfile
     connect_read_pipe = network.connect_read_pipe
     connect_write_pipe = network.connect_write_pipe

@@ -15,6 +15,7 @@ import stat
 from typing import Any, Callable, Iterable
 
 from .server import Server
+from .transports import tls as _tls
 from .transports.stream import StreamTransport
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -80,7 +81,7 @@ def _check_ssl_args(ssl: Any, server_hostname: Any = None, handshake: Any = None
     if shutdown is not None and not ssl:
         raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
     if ssl:
-        raise NotImplementedError("TLS (ssl=) is not implemented by edgeloop yet")
+        _tls.check_timeouts(handshake, shutdown)
 
 
 # ---------------------------------------------------------------------- connecting
@@ -165,6 +166,11 @@ async def create_connection(
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     self._check_closed()
     _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if ssl and server_hostname is None:
+        # Verify the host we connect to; '' disables the name check (and SNI).
+        if not host:
+            raise ValueError("You must set server_hostname when using ssl without a host")
+        server_hostname = host
     if happy_eyeballs_delay is not None and interleave is None:
         interleave = 1
     if host is not None or port is not None:
@@ -203,24 +209,45 @@ async def create_connection(
             raise ValueError("host and port was not specified and no sock specified")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-    return await _make_stream(self, sock, protocol_factory)
+    return await _make_stream(self, sock, protocol_factory,
+                              tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
+                                            ssl_shutdown_timeout))
+
+
+def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshake: float | None,
+              shutdown: float | None) -> dict[str, Any] | None:
+    if not ssl:
+        return None
+    return {"context": _tls.make_context(ssl, server_side, server_hostname),
+            "server_side": server_side, "server_hostname": server_hostname,
+            "ssl_handshake_timeout": handshake, "ssl_shutdown_timeout": shutdown}
 
 
 async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
-                       extra: dict[str, Any] | None = None) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+                       extra: dict[str, Any] | None = None, tls: dict[str, Any] | None = None,
+                       ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     sock.setblocking(False)
+    waiter = loop.create_future()
     try:
         protocol = protocol_factory()
+        if tls is not None:
+            # The TLS layer is the raw transport's protocol; it resolves the waiter once the
+            # handshake is done, and the application gets its own (plaintext) transport.
+            tls_protocol = _tls.TLSProtocol(loop, protocol, tls.pop("context"), waiter, **tls)
     except BaseException:
         sock.close()
         raise
-    waiter = loop.create_future()
-    transport = StreamTransport(loop, sock, protocol, waiter, extra)
+    if tls is None:
+        transport = StreamTransport(loop, sock, protocol, waiter, extra)
+    else:
+        transport = StreamTransport(loop, sock, tls_protocol, None, extra)
     try:
         await waiter
     except BaseException:
         transport.close()
         raise
+    if tls is not None:
+        return tls_protocol.app_transport, protocol
     return transport, protocol
 
 
@@ -231,6 +258,8 @@ async def create_unix_connection(
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     self._check_closed()
     _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if ssl and server_hostname is None:
+        raise ValueError("you have to pass server_hostname when using ssl")
     if path is not None:
         if sock is not None:
             raise ValueError("path and sock can not be specified at the same time")
@@ -247,7 +276,9 @@ async def create_unix_connection(
             raise ValueError("no path and sock were specified")
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-    return await _make_stream(self, sock, protocol_factory)
+    return await _make_stream(self, sock, protocol_factory,
+                              tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
+                                            ssl_shutdown_timeout))
 
 
 async def connect_accepted_socket(
@@ -258,7 +289,9 @@ async def connect_accepted_socket(
     if sock.type != socket.SOCK_STREAM:
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
     _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
-    return await _make_stream(self, sock, protocol_factory)
+    return await _make_stream(self, sock, protocol_factory,
+                              tls=_tls_args(ssl, True, None, ssl_handshake_timeout,
+                                            ssl_shutdown_timeout))
 
 
 # ---------------------------------------------------------------------- servers
@@ -331,7 +364,9 @@ async def create_server(
         sockets = [sock]
     for s in sockets:
         s.setblocking(False)
-    server = Server(self, sockets, protocol_factory, backlog)
+    server = Server(self, sockets, protocol_factory, backlog, ssl=ssl,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
         server._start_serving()
         await asyncio.sleep(0)
@@ -384,7 +419,9 @@ async def create_unix_server(
             if isinstance(name, str) and name and not name.startswith("\0"):
                 bound_path = name
     sock.setblocking(False)
-    server = Server(self, [sock], protocol_factory, backlog, unix_path=bound_path)
+    server = Server(self, [sock], protocol_factory, backlog, unix_path=bound_path, ssl=ssl,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
         server._start_serving()
         await asyncio.sleep(0)

@@ -22,6 +22,7 @@ import stat
 from typing import Any, Callable
 
 from .poller import EPOLLIN
+from .transports import tls as _tls
 from .transports.stream import StreamTransport
 
 ACCEPT_RETRY_DELAY = 0.25
@@ -127,8 +128,15 @@ class Server(asyncio.AbstractServer):
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         backlog: int,
         unix_path: str | None = None,
+        ssl: Any = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
     ) -> None:
         self._loop = loop
+        # With a context, each accepted connection is wrapped in TLS (see transports/tls.py).
+        self._ssl = ssl
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._sockets: list[socket.socket] | None = sockets
         self._acceptors: list[Acceptor] = []
         self._protocol_factory = protocol_factory
@@ -153,6 +161,10 @@ class Server(asyncio.AbstractServer):
         loop = self._loop
         try:
             protocol = self._protocol_factory()
+            if self._ssl is not None:
+                protocol = _tls.server_protocol(loop, protocol, self._ssl,
+                                                self._ssl_handshake_timeout,
+                                                self._ssl_shutdown_timeout)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
