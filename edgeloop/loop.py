@@ -673,6 +673,12 @@ class EventLoop(asyncio.AbstractEventLoop):
             # The fd was closed and reused behind our back: start over with a fresh registration.
             self._add_fd_callback(fd, handle, reader)
 
+    def _remove_fd_handle(self, fd: int, handle: Handle, reader: bool) -> None:
+        """Remove ``handle`` if it is still the fd's reader (writer); used by the sock_* waits."""
+        entry = self._handlers.get(fd)
+        if isinstance(entry, FdCallbacks) and (entry.reader if reader else entry.writer) is handle:
+            self._remove_fd_callback(fd, reader)
+
     def remove_reader(self, fd: Any) -> bool:
         return self._remove_fd_callback(fd, reader=True)
 
@@ -717,13 +723,13 @@ class EventLoop(asyncio.AbstractEventLoop):
     create_unix_connection = network.create_unix_connection
     create_unix_server = network.create_unix_server
     connect_accepted_socket = network.connect_accepted_socket
-    create_datagram_endpoint = network.create_datagram_endpoint
+    from .transports.datagram import create_datagram_endpoint
     from .transports.tls import start_tls  # TLS upgrade lives with the TLS transport
-    sendfile = network.sendfile
-    connect_read_pipe = network.connect_read_pipe
-    connect_write_pipe = network.connect_write_pipe
-    subprocess_exec = network.subprocess_exec
-    subprocess_shell = network.subprocess_shell
+    from .sendfile import sendfile  # zero-copy file transfer over a transport
+    from .transports.pipes import connect_read_pipe
+    from .transports.pipes import connect_write_pipe
+    from .transports.subprocess import subprocess_exec
+    from .transports.subprocess import subprocess_shell
 
     # ------------------------------------------------------------------ sockets (sockets.py)
 

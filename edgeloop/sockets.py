@@ -30,7 +30,6 @@ async def _when_ready(loop: Any, sock: socket.socket, reading: bool, attempt: Ca
     """
     fut = loop.create_future()
     fd = sock.fileno()
-    remove = loop.remove_reader if reading else loop.remove_writer
 
     def on_ready() -> None:
         if fut.done():
@@ -42,22 +41,20 @@ async def _when_ready(loop: Any, sock: socket.socket, reading: bool, attempt: Ca
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            remove(fd)
+            loop._remove_fd_handle(fd, handle, reading)
             fut.set_exception(exc)
             return
         if done:
-            remove(fd)
+            loop._remove_fd_handle(fd, handle, reading)
             fut.set_result(result)
 
-    if reading:
-        loop.add_reader(fd, on_ready)
-    else:
-        loop.add_writer(fd, on_ready)
+    handle = asyncio.Handle(on_ready, (), loop, None)
+    loop._add_fd_callback(fd, handle, reading)
     try:
         return await fut
     finally:
-        if not fut.done() or fut.cancelled():
-            remove(fd)
+        # Only our own registration: a newer sock_* call on the same fd may have replaced it.
+        loop._remove_fd_handle(fd, handle, reading)
 
 
 async def sock_recv(self: Any, sock: socket.socket, n: int) -> bytes:
@@ -179,36 +176,40 @@ async def sock_accept(self: Any, sock: socket.socket) -> tuple[socket.socket, An
 async def sock_sendfile(self: Any, sock: socket.socket, file: Any, offset: int = 0,
                         count: int | None = None, *, fallback: bool = True) -> int:
     """Send a file over a connected stream socket: ``os.sendfile`` (zero-copy) when possible,
-    else (``fallback=True``) read-and-send in chunks."""
+    else (``fallback=True``) read-and-send in chunks.  Same rules as asyncio: TypeError/ValueError
+    for bad arguments, SendfileNotAvailableError (fallback=False) when the file cannot be sent
+    that way, the file position left after the last byte sent."""
+    from .sendfile import check_params, file_descriptor  # sendfile.py imports the transports
+
     _check(self, sock)
     if sock.type != socket.SOCK_STREAM:
         raise ValueError("only SOCK_STREAM type sockets are supported")
-    if "b" not in getattr(file, "mode", "b"):
-        raise ValueError("file should be opened in binary mode")
-    if not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
-    if count is not None and (not isinstance(count, int) or count <= 0):
-        raise ValueError(f"count must be a positive integer (got {count!r})")
+    check_params(file, offset, count)
     try:
-        fileno = file.fileno()
-        os.fstat(fileno)
-        zero_copy = hasattr(os, "sendfile")
-    except (AttributeError, OSError, ValueError):
-        zero_copy = False
-    if not zero_copy:
+        return await _sock_sendfile_native(self, sock, file_descriptor(file), file, offset, count)
+    except asyncio.SendfileNotAvailableError:
         if not fallback:
-            raise asyncio.SendfileNotAvailableError("os.sendfile() is not available for this file")
-        return await _sendfile_fallback(self, sock, file, offset, count)
+            raise
+    return await _sendfile_fallback(self, sock, file, offset, count)
 
-    size = os.fstat(fileno).st_size
-    end = size if count is None else min(size, offset + count)
+
+async def _sock_sendfile_native(loop: Any, sock: socket.socket, fileno: int, file: Any,
+                                offset: int, count: int | None) -> int:
+    from .sendfile import NOT_AVAILABLE_ERRNOS
+
+    if count is None and not os.fstat(fileno).st_size:
+        return 0
+    end = None if count is None else offset + count
     position = [offset]
+    chunk = 4 * 1024 * 1024
 
     def attempt() -> tuple[bool, None]:
-        while position[0] < end:
-            n = os.sendfile(sock.fileno(), fileno, position[0], end - position[0])
+        # Until EOF (os.sendfile returns 0) or ``count`` bytes; BlockingIOError waits for the socket.
+        while end is None or position[0] < end:
+            want = chunk if end is None else min(chunk, end - position[0])
+            n = os.sendfile(sock.fileno(), fileno, position[0], want)
             if n == 0:
-                break  # file shrank under us
+                break
             position[0] += n
         return True, None
 
@@ -216,14 +217,19 @@ async def sock_sendfile(self: Any, sock: socket.socket, file: Any, offset: int =
         try:
             attempt()
         except _AGAIN:
-            await _when_ready(self, sock, False, attempt)
+            await _when_ready(loop, sock, False, attempt)
     except OSError as exc:
-        if position[0] == offset and fallback and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK):
-            return await _sendfile_fallback(self, sock, file, offset, count)
+        if position[0] == offset and exc.errno in NOT_AVAILABLE_ERRNOS:
+            raise asyncio.SendfileNotAvailableError(f"os.sendfile call failed: {exc}") from exc
+        if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
+            raise ConnectionError(errno.ENOTCONN, "socket is not connected") from exc
         raise
     finally:
-        if position[0] > offset and hasattr(file, "seek"):
-            file.seek(position[0])
+        if position[0] > offset:
+            if hasattr(file, "seek"):
+                file.seek(position[0])
+            else:
+                os.lseek(fileno, position[0], os.SEEK_SET)
     return position[0] - offset
 
 
