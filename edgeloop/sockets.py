@@ -13,11 +13,18 @@ import os
 import socket
 from typing import Any, Callable
 
+try:
+    from ssl import SSLSocket
+except ImportError:  # Python built without ssl
+    SSLSocket = None  # type: ignore[assignment, misc]
+
 _AGAIN = (BlockingIOError, InterruptedError)
 
 
 def _check(loop: Any, sock: socket.socket) -> None:
     loop._check_closed()
+    if SSLSocket is not None and isinstance(sock, SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
     if sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
