@@ -6,6 +6,7 @@ import json
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if a test that passes on the stdlib loop fails on an "
                              "edgeloop loop (pending.txt features aside), after one re-run")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="child processes at once (default 1; the machine may be shared)")
     parser.add_argument("--keep-logs", type=Path, help="copy child output logs here")
     return parser
 
@@ -106,6 +109,35 @@ def recheck(loop: str, split: dict[str, list[Any]], options: RunOptions,
     return still
 
 
+def _progress(name: str, module: str, res: ModuleResult, out: Any) -> None:
+    c = report.counts(res)
+    extra = " FATAL" if res.fatal else " WALL-TIMEOUT" if res.wall_timeout else ""
+    out.write(f"[{name:>7}] {module:<24} run {c['run']:>4}  pass {c['passed']:>4}  "
+              f"fail {c['failed']:>3}  err {c['errors']:>3}  timeout {c['timeout']:>2}"
+              f"  ({res.seconds:.0f}s){extra}\n")
+    out.flush()
+
+
+def run_all(names: list[str], chosen: list[str], options: RunOptions, jobs: int,
+            out: Any) -> dict[str, dict[str, ModuleResult]]:
+    """Every module on every loop, ``jobs`` child processes at a time."""
+    pairs = [(module, name) for module in names for name in chosen]
+    done: dict[tuple[str, str], ModuleResult] = {}
+    if jobs == 1:
+        for module, name in pairs:
+            done[module, name] = run_module(module, name, options)
+            _progress(name, module, done[module, name], out)
+    else:
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = {pool.submit(run_module, module, name, options): (module, name)
+                       for module, name in pairs}
+            for future in as_completed(futures):
+                module, name = futures[future]
+                done[module, name] = future.result()
+                _progress(name, module, done[module, name], out)
+    return {name: {module: done[module, name] for module in names} for name in chosen}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
@@ -134,17 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
 
     started = time.monotonic()
-    results: dict[str, dict[str, ModuleResult]] = {name: {} for name in chosen}
-    for module in names:
-        for name in chosen:
-            res = run_module(module, name, options)
-            results[name][module] = res
-            c = report.counts(res)
-            extra = " FATAL" if res.fatal else " WALL-TIMEOUT" if res.wall_timeout else ""
-            out.write(f"[{name:>7}] {module:<24} run {c['run']:>4}  pass {c['passed']:>4}  "
-                      f"fail {c['failed']:>3}  err {c['errors']:>3}  timeout {c['timeout']:>2}"
-                      f"  ({res.seconds:.0f}s){extra}\n")
-            out.flush()
+    results = run_all(names, chosen, options, max(1, args.jobs), out)
     _print_classes(results, out)
     for name in chosen:
         report.print_table(name, list(results[name].values()), out)
@@ -162,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                     f" (+{len(split['pending'])} in pending features)")
             if args.check and split["new"]:
                 still = recheck(name, split, options, results[loops.REFERENCE])
-                flaky = len(split["new"]) - len(still)
-                line += f"; after a re-run {len(still)} still fail ({flaky} flaky)"
+                still_ids = {tid for tid, _ in still}
+                flaky = [tid for tid, _ in split["new"] if tid not in still_ids]
+                line += f"; after a re-run {len(still)} still fail ({len(flaky)} flaky"
+                line += f": {', '.join(flaky)})" if flaky else ")"
                 split["new"] = still
                 if still and name in loops.EDGELOOP_CONFIGS:
                     status = 1
