@@ -1,0 +1,472 @@
+"""Child processes: ``subprocess_exec``, ``subprocess_shell`` and their SubprocessTransport.
+
+Watching the exit
+-----------------
+The stdlib loop watches children with a helper thread per child (or, from 3.12, a pidfd behind a
+child watcher object).  edgeloop puts the child's **pidfd** (``os.pidfd_open``) in the loop's own
+poller: it becomes readable when the child exits, the loop reaps it with
+``os.waitpid(pid, WNOHANG)`` and closes the pidfd.  No thread, no SIGCHLD handler, nothing global;
+the exit is one more ``(fd, mask)`` in the batch, in edge and level mode alike.  Signals go
+through ``signal.pidfd_send_signal`` while the pidfd is open, so they cannot reach a recycled pid.
+
+Where ``pidfd_open`` is unavailable (kernel < 5.3, seccomp) a daemon thread waits with
+``waitid(P_PID, pid, WEXITED | WNOWAIT)``: it notices the exit *without reaping*, and hands the
+reaping to the loop thread (``call_soon_threadsafe``).  Until then the child is a zombie, so a
+signal sent meanwhile with ``os.kill`` cannot hit a recycled pid either.  Either way the child is
+reaped exactly once, by us; ``Popen.returncode`` is filled in so that the ``Popen`` object never
+tries again.
+
+Pipes
+-----
+The child's stdin/stdout/stderr pipes are edgeloop pipe transports (pipes.py), created at once
+with small internal protocols that forward to the transport.
+
+Order of the protocol callbacks (the stdlib's)
+----------------------------------------------
+``connection_made`` first, once every pipe transport exists; then ``pipe_data_received(fd, data)``
+and ``pipe_connection_lost(fd, exc)`` per pipe, and ``process_exited()`` as soon as the exit is
+seen, *not* after the pipes are closed (a child may exit while a grandchild still holds its
+stdout, or close its stdout long before exiting); ``connection_lost(None)`` last, once the child
+has exited *and* every pipe is closed.  One refinement: when the exit is seen, the output the
+child left in its pipes is read first (up to one read budget per pipe), so ``pipe_data_received``
+for it comes before ``process_exited``; the stdlib loop gives no order there.  ``_wait()`` (behind ``asyncio.subprocess.Process.wait``)
+returns the return code at once after the exit, or else when ``connection_lost`` is called.  Calls
+made before ``connection_made`` are queued and delivered after it.
+
+``close()`` closes the pipes and kills a child that is still running; the transport still reaps
+it and reports ``process_exited`` and ``connection_lost``.  A transport closed while (or after) its
+loop is closed hands the reaping to a daemon thread, so that no zombie is left behind.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import subprocess
+import threading
+import warnings
+from typing import Any
+
+from ..poller import EPOLLIN
+from .pipes import ReadPipeTransport, WritePipeTransport
+
+logger = logging.getLogger("asyncio")
+
+_HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def _reap_now(pid: int) -> int | None:
+    """``waitpid(pid, WNOHANG)``: the exit code, or None if the child is still running.  A child
+    reaped by someone else (another waitpid(-1) user) is reported as 255, like the stdlib."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+        return 255
+    if got == 0:
+        return None
+    return _exit_code(status)
+
+
+def _reap_in_thread(pid: int) -> None:
+    """Reap a child the loop can no longer wait for (its loop is closed)."""
+    def wait() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    threading.Thread(target=wait, name=f"edgeloop-reap-{pid}", daemon=True).start()
+
+
+class _PidfdWatcher:
+    """The handler registered for a child's pidfd: readable once the child has exited."""
+
+    __slots__ = ("fd", "pid", "_loop", "_callback")
+
+    def __init__(self, loop: Any, pid: int, callback: Any) -> None:
+        self.pid = pid
+        self._loop = loop
+        self._callback = callback
+        self.fd = os.pidfd_open(pid)  # close-on-exec by definition
+        try:
+            loop._poller.register(self.fd, self, EPOLLIN, edge=loop._edge)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _on_events(self, mask: int) -> None:
+        returncode = _reap_now(self.pid)
+        self.close()
+        if returncode is None:
+            # Readable but not reapable: cannot happen for a child of ours; never spin on it.
+            _start_thread_watcher(self._loop, self.pid, self._callback)
+            return
+        self._callback(returncode)
+
+    def send_signal(self, sig: int) -> None:
+        signal.pidfd_send_signal(self.fd, sig)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        if not self._loop.is_closed():
+            self._loop._poller.unregister(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _start_thread_watcher(loop: Any, pid: int, callback: Any) -> None:
+    """Fallback: a daemon thread notices the exit (without reaping) and the loop reaps."""
+    def reap_on_loop() -> None:
+        returncode = _reap_now(pid)
+        if returncode is None:  # cannot happen after waitid said it exited; wait again
+            _start_thread_watcher(loop, pid, callback)
+            return
+        callback(returncode)
+
+    def wait() -> None:
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # reaped by someone else: reap_on_loop reports it
+        try:
+            loop.call_soon_threadsafe(reap_on_loop)
+        except RuntimeError:  # the loop is closed: reap here, leave no zombie
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    threading.Thread(target=wait, name=f"edgeloop-waitpid-{pid}", daemon=True).start()
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """Forwards one pipe's events to the SubprocessTransport."""
+
+    def __init__(self, owner: "SubprocessTransport", fd: int) -> None:
+        self.owner: SubprocessTransport | None = owner
+        self.fd = fd
+        self.pipe: Any = None
+        self.disconnected = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} fd={self.fd} pipe={self.pipe!r}>"
+
+    def data_received(self, data: bytes) -> None:
+        self.owner._pipe_data_received(self.fd, data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.disconnected = True
+        owner, self.owner = self.owner, None
+        owner._pipe_connection_lost(self.fd, exc)
+
+    def pause_writing(self) -> None:
+        self.owner._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.owner._protocol.resume_writing()
+
+
+class SubprocessTransport(asyncio.SubprocessTransport):
+    """A child process started with ``subprocess.Popen``, its pipes, and its exit."""
+
+    def __init__(self, loop: Any, protocol: asyncio.BaseProtocol, args: Any, shell: bool,
+                 stdin: Any, stdout: Any, stderr: Any, bufsize: int,
+                 waiter: asyncio.Future | None = None, extra: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(extra)
+        self._closed = True  # until the child exists: __del__ has nothing to do before that
+        self._loop = loop
+        self._protocol: Any = protocol
+        self._proc: subprocess.Popen | None = None
+        self._pid: int | None = None
+        self._returncode: int | None = None
+        self._pipes: dict[int, _PipeProtocol] = {}
+        self._pending: collections.deque[tuple[Any, tuple[Any, ...]]] | None = collections.deque()
+        self._exit_waiters: list[asyncio.Future] = []
+        self._finished = False
+        self._pidfd: _PidfdWatcher | None = None
+
+        self._proc = subprocess.Popen(
+            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs,
+        )
+        self._closed = False
+        self._pid = self._proc.pid
+        self._extra["subprocess"] = self._proc
+        try:
+            self._watch_exit()
+            self._connect_pipes()
+        except BaseException:
+            self.close()
+            raise
+        if loop.get_debug():
+            program = args if isinstance(args, (str, bytes)) else args[0]
+            logger.debug("process %r created: pid %s", program, self._pid)
+        loop.call_soon(self._connected, waiter)
+
+    def _watch_exit(self) -> None:
+        if _HAVE_PIDFD:
+            try:
+                self._pidfd = _PidfdWatcher(self._loop, self._pid, self._process_exited)
+                return
+            except OSError:
+                pass  # ENOSYS, EPERM under seccomp, EMFILE...: use the thread
+        _start_thread_watcher(self._loop, self._pid, self._process_exited)
+
+    def _connect_pipes(self) -> None:
+        proc = self._proc
+        for fd, pipe, cls in ((0, proc.stdin, WritePipeTransport),
+                              (1, proc.stdout, ReadPipeTransport),
+                              (2, proc.stderr, ReadPipeTransport)):
+            if pipe is None:
+                continue
+            proto = _PipeProtocol(self, fd)
+            proto.pipe = cls(self._loop, pipe, proto)
+            self._pipes[fd] = proto
+
+    def _connected(self, waiter: asyncio.Future | None) -> None:
+        # Scheduled after the pipe transports' own connection_made callbacks.
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "Exception in callback protocol.connection_made()",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
+        pending, self._pending = self._pending, None
+        for callback, args in pending:
+            self._loop.call_soon(callback, *args)
+        if self._returncode is not None:
+            self._report_exit()
+        if waiter is not None and not waiter.cancelled():
+            waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._closed:
+            info.append("closed")
+        if self._pid is not None:
+            info.append(f"pid={self._pid}")
+        if self._returncode is not None:
+            info.append(f"returncode={self._returncode}")
+        elif self._pid is not None:
+            info.append("running")
+        else:
+            info.append("not started")
+        return f"<{' '.join(info)}>"
+
+    # ------------------------------------------------------------------ public API
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def get_pid(self) -> int | None:
+        return self._pid
+
+    def get_returncode(self) -> int | None:
+        return self._returncode
+
+    def get_pipe_transport(self, fd: int) -> Any:
+        proto = self._pipes.get(fd)
+        return None if proto is None else proto.pipe
+
+    def send_signal(self, signal: int) -> None:
+        if self._proc is None:
+            raise ProcessLookupError()
+        if self._returncode is not None:
+            return  # reaped: the pid may belong to someone else now
+        try:
+            if self._pidfd is not None and self._pidfd.fd >= 0:
+                self._pidfd.send_signal(signal)
+            else:
+                os.kill(self._pid, signal)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for proto in self._pipes.values():
+            if proto.pipe is not None:
+                proto.pipe.close()
+        if self._proc is not None and self._returncode is None:
+            if self._loop.get_debug():
+                logger.warning("Close running child process: kill %r", self)
+            try:
+                self.send_signal(signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if self._loop.is_closed():
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """The loop will not run again: stop watching and let a thread reap the child."""
+        if self._pidfd is not None:
+            self._pidfd.close()
+            self._pidfd = None
+            _reap_in_thread(self._pid)
+        # (the fallback thread, if any, reaps by itself once call_soon_threadsafe fails)
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self.close()
+            if self._returncode is None:
+                self._abandon()
+
+    # ------------------------------------------------------------------ events
+
+    def _call(self, callback: Any, *args: Any) -> None:
+        if self._pending is not None:
+            self._pending.append((callback, args))
+        else:
+            self._loop.call_soon(callback, *args)
+
+    def _pipe_data_received(self, fd: int, data: bytes) -> None:
+        self._call(self._protocol.pipe_data_received, fd, data)
+
+    def _pipe_connection_lost(self, fd: int, exc: BaseException | None) -> None:
+        self._call(self._protocol.pipe_connection_lost, fd, exc)
+        self._try_finish()
+
+    def _process_exited(self, returncode: int) -> None:
+        self._pidfd = None
+        self._returncode = returncode
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.returncode = returncode  # reaped by us: Popen must not waitpid again
+        if self._loop.get_debug():
+            logger.info("%r exited with return code %r", self, returncode)
+        if self._pending is None:
+            self._report_exit()
+        # else _connected() reports it, after the output the pipes hold by then
+
+    def _report_exit(self) -> None:
+        # What the child wrote before exiting is already in its pipes: deliver it first, so
+        # that process_exited() follows the output (up to one read budget per pipe).
+        for fd in (1, 2):
+            proto = self._pipes.get(fd)
+            if proto is not None and proto.pipe._reading:
+                proto.pipe._read_ready()
+        self._exit_reported = True
+        self._call(self._protocol.process_exited)
+        self._try_finish()
+
+    _exit_reported = False
+
+    def _try_finish(self) -> None:
+        if self._finished or not self._exit_reported:
+            return
+        if all(proto.disconnected for proto in self._pipes.values()):
+            self._finished = True
+            self._call(self._call_connection_lost, None)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            for waiter in self._exit_waiters:
+                if not waiter.done():
+                    waiter.set_result(self._returncode)
+            self._exit_waiters = []
+            self._proc = None
+            self._protocol = None
+
+    async def _wait(self) -> int:
+        """The return code, once the child has exited (used by asyncio.subprocess.Process)."""
+        if self._returncode is not None:
+            return self._returncode
+        waiter = self._loop.create_future()
+        self._exit_waiters.append(waiter)
+        return await waiter
+
+
+# ---------------------------------------------------------------------- loop methods
+#
+# Bound as ``EventLoop.subprocess_exec`` / ``subprocess_shell``; ``self`` is the loop.  The
+# argument checks, and their ValueErrors, are the stdlib's: asyncio speaks bytes to pipes.
+
+def _check_binary(bufsize: int, text: Any, encoding: Any, errors: Any) -> None:
+    if bufsize != 0:
+        raise ValueError("bufsize must be 0")
+    if text:
+        raise ValueError("text must be False")
+    if encoding is not None:
+        raise ValueError("encoding must be None")
+    if errors is not None:
+        raise ValueError("errors must be None")
+
+
+async def subprocess_exec(
+    self: Any, protocol_factory: Any, program: Any, *args: Any, stdin: Any = subprocess.PIPE,
+    stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, universal_newlines: bool = False,
+    shell: bool = False, bufsize: int = 0, encoding: str | None = None, errors: str | None = None,
+    text: bool | None = None, **kwargs: Any,
+) -> tuple[asyncio.SubprocessTransport, asyncio.BaseProtocol]:
+    self._check_closed()
+    if universal_newlines:
+        raise ValueError("universal_newlines must be False")
+    if shell:
+        raise ValueError("shell must be False")
+    _check_binary(bufsize, text, encoding, errors)
+    protocol = protocol_factory()
+    transport = await _start(self, protocol, (program, *args), False, stdin, stdout, stderr,
+                             bufsize, kwargs)
+    return transport, protocol
+
+
+async def subprocess_shell(
+    self: Any, protocol_factory: Any, cmd: str | bytes, *, stdin: Any = subprocess.PIPE,
+    stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, universal_newlines: bool = False,
+    shell: bool = True, bufsize: int = 0, encoding: str | None = None, errors: str | None = None,
+    text: bool | None = None, **kwargs: Any,
+) -> tuple[asyncio.SubprocessTransport, asyncio.BaseProtocol]:
+    self._check_closed()
+    if not isinstance(cmd, (bytes, str)):
+        raise ValueError("cmd must be a string")
+    if universal_newlines:
+        raise ValueError("universal_newlines must be False")
+    if not shell:
+        raise ValueError("shell must be True")
+    _check_binary(bufsize, text, encoding, errors)
+    protocol = protocol_factory()
+    transport = await _start(self, protocol, cmd, True, stdin, stdout, stderr, bufsize, kwargs)
+    return transport, protocol
+
+
+async def _start(loop: Any, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
+                 stderr: Any, bufsize: int, kwargs: dict[str, Any]) -> SubprocessTransport:
+    waiter = loop.create_future()
+    transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                                    waiter=waiter, **kwargs)
+    try:
+        await waiter
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:
+        transport.close()
+        await transport._wait()
+        raise
+    return transport
