@@ -27,6 +27,10 @@ if HAS_IPV6:
         HAS_IPV6 = False
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback")
 
+# Tests of API surface (arguments, attributes) rather than of the I/O path run on the two epoll
+# modes only: the poll and select backends share the level-triggered transports.
+EDGE_LEVEL = pytest.mark.asyncio(loop_factories=["edge", "level"])
+
 
 class Echo(asyncio.Protocol):
     """Server side: echoes, and registers itself so tests can close what the server accepted."""
@@ -96,7 +100,7 @@ async def test_create_connection_host_port():
         await close(tr, pr)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_connection_by_name_and_family():
     loop = asyncio.get_running_loop()
     async with echo_server("127.0.0.1", 0) as (server, _):
@@ -138,7 +142,7 @@ async def test_create_connection_sock():
         assert sock.fileno() == -1  # the transport owned and closed it
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_connection_argument_errors():
     loop = asyncio.get_running_loop()
     async with echo_server("127.0.0.1", 0) as (server, _):
@@ -159,7 +163,7 @@ async def test_create_connection_argument_errors():
             await loop.create_connection(Recorder, *addr, ssl_handshake_timeout=1.0)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_connection_bad_host():
     loop = asyncio.get_running_loop()
     with pytest.raises(OSError) as info:
@@ -167,7 +171,7 @@ async def test_create_connection_bad_host():
     assert isinstance(info.value, (socket.gaierror, OSError))
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_connection_local_addr():
     loop = asyncio.get_running_loop()
     async with echo_server("127.0.0.1", 0) as (server, accepted):
@@ -235,7 +239,7 @@ async def test_create_connection_falls_back_to_next_address(monkeypatch):
 
 
 @needs_ipv6
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("interleave", [None, 1, 2])
 async def test_happy_eyeballs_skips_blackholed_address(monkeypatch, interleave):
     """The first address never answers (SYN dropped): the next attempt starts after the delay."""
@@ -270,7 +274,7 @@ async def test_happy_eyeballs_skips_blackholed_address(monkeypatch, interleave):
             black.close()
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_connection_all_addresses_fail(monkeypatch):
     loop = asyncio.get_running_loop()
     with socket.socket() as d1, socket.socket() as d2:
@@ -317,7 +321,7 @@ async def test_create_server_all_interfaces():
         await close(tr, pr)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_server_port_in_use():
     loop = asyncio.get_running_loop()
     async with echo_server("127.0.0.1", 0) as (server, _):
@@ -343,7 +347,7 @@ async def test_create_server_reuse_port():
             assert len(acc1) + len(acc2) == 20
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_server_reuse_address_after_time_wait():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Echo, "127.0.0.1", 0, reuse_address=True)
@@ -381,7 +385,7 @@ async def test_create_server_backlog():
         assert len(accepted) == 5
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_create_server_sock_and_argument_errors():
     loop = asyncio.get_running_loop()
     lsock = socket.create_server(("127.0.0.1", 0))
@@ -454,7 +458,7 @@ async def test_server_serve_forever_and_cancel():
     await asyncio.wait_for(server.wait_closed(), 5)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_server_async_with_and_attributes():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Echo, "127.0.0.1", 0)
@@ -591,7 +595,7 @@ async def test_unix_server_replaces_stale_socket_file(unix_path):
         await close(tr, pr)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_unix_server_refuses_to_replace_regular_file(unix_path):
     loop = asyncio.get_running_loop()
     with open(unix_path, "w") as f:
@@ -603,7 +607,7 @@ async def test_unix_server_refuses_to_replace_regular_file(unix_path):
         assert f.read() == "not a socket"
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_unix_sock_arguments(unix_path):
     loop = asyncio.get_running_loop()
     lsock = socket.socket(socket.AF_UNIX)
@@ -630,7 +634,7 @@ async def test_unix_sock_arguments(unix_path):
             await loop.create_unix_server(Echo, sock=tcp)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_unix_connection_errors(unix_path):
     loop = asyncio.get_running_loop()
     with pytest.raises(FileNotFoundError):
@@ -680,7 +684,7 @@ async def test_connect_accepted_socket(kind, unix_path):
         lsock.close()
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_connect_accepted_socket_rejects_datagram():
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -27,6 +27,10 @@ pytestmark = pytest.mark.timeout(30)
 
 KINDS = ["tcp", "unix"]
 
+# Tests of API surface (arguments, attributes) rather than of the I/O path run on the two epoll
+# modes only: the poll and select backends share the level-triggered transports.
+EDGE_LEVEL = pytest.mark.asyncio(loop_factories=["edge", "level"])
+
 
 def pattern(n: int, seed: int = 0) -> bytes:
     """n bytes that are not periodic at any small stride (so reordering or loss shows)."""
@@ -46,7 +50,7 @@ async def quiet(seconds: float = 0.05) -> None:
 # --------------------------------------------------------------------------------------------
 # write / writelines
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_write_accepts_bytes_like(kind):
     async with make_transport(kind, Recorder) as (tr, pr, peer):
@@ -74,7 +78,7 @@ async def test_write_copies_mutable_buffers(kind):
         assert got[len(big):] == b"A" * 1000
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_write_rejects_non_bytes(kind):
     async with make_transport(kind, Recorder) as (tr, pr, peer):
@@ -86,7 +90,7 @@ async def test_write_rejects_non_bytes(kind):
         assert await sock_recv_exactly(peer, 2) == b"ok"
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_writelines(kind):
     async with make_transport(kind, Recorder) as (tr, pr, peer):
@@ -130,7 +134,7 @@ async def test_protocol_callback_order(kind):
         assert tr.is_closing()
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_set_protocol_switches_delivery(kind):
     loop = asyncio.get_running_loop()
@@ -271,7 +275,7 @@ async def test_connection_lost_once_when_peer_closes_and_we_close(kind):
         assert tr.is_closing()
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_data_received_exception_is_fatal(kind):
     loop = asyncio.get_running_loop()
@@ -340,7 +344,7 @@ async def test_pause_inside_data_received_stops_delivery(kind):
         assert pr.chunks >= 2
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_is_reading_false_after_close(kind):
     async with make_transport(kind, Recorder) as (tr, pr, peer):
@@ -354,7 +358,7 @@ async def test_is_reading_false_after_close(kind):
 # --------------------------------------------------------------------------------------------
 # write flow control
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_write_buffer_limits_values(kind):
     async with make_transport(kind, Recorder) as (tr, pr, peer):
@@ -430,7 +434,7 @@ async def test_lowering_high_water_pauses(kind):
 # --------------------------------------------------------------------------------------------
 # get_extra_info
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_extra_info_tcp():
     async with make_transport("tcp", Recorder) as (tr, pr, peer):
         sock = tr.get_extra_info("socket")
@@ -445,7 +449,7 @@ async def test_extra_info_tcp():
         assert tr.get_extra_info("sockname", sentinel) == peer.getpeername()
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_extra_info_unix():
     async with make_transport("unix", Recorder) as (tr, pr, peer):
         sock = tr.get_extra_info("socket")
@@ -457,7 +461,7 @@ async def test_extra_info_unix():
         assert tr.get_extra_info("no-such-key", 42) == 42
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_extra_info_socket_is_not_closable_behind_our_back(kind):
     """The exposed socket is the transport's: using it for getsockopt works."""
@@ -504,7 +508,7 @@ async def test_buffered_protocol_empty_buffer_is_fatal(kind):
     assert caught.contexts
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_buffered_protocol_get_buffer_raises(kind):
     loop = asyncio.get_running_loop()
@@ -522,7 +526,7 @@ async def test_buffered_protocol_get_buffer_raises(kind):
             assert pr.lost_count == 1
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 @pytest.mark.parametrize("kind", KINDS)
 async def test_buffered_protocol_writes(kind):
     async with make_transport(kind, lambda: BufferedRecorder(16)) as (tr, pr, peer):
@@ -615,7 +619,7 @@ async def test_streams_many_clients():
         await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(30))), 20)
 
 
-@pytest.mark.asyncio
+@EDGE_LEVEL
 async def test_streams_readexactly_incomplete():
     loop = asyncio.get_running_loop()
 
