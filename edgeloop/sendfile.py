@@ -1,0 +1,371 @@
+"""``loop.sendfile(transport, file, ...)``: a file to a transport, zero-copy when possible.
+
+Zero-copy path (plain ``StreamTransport``)
+------------------------------------------
+``os.sendfile`` moves the file straight from the page cache into the socket.  For the transfer a
+``_FilePump`` takes over the descriptor's events from the transport (``Poller.replace_handler``: no
+``epoll_ctl`` in edge mode), in two stages:
+
+1. *flush*: events still go to the transport until its write buffer is empty, so bytes written
+   before ``sendfile()`` precede the file.
+2. *send*: a sentinel sits at the head of the transport's write buffer.  Writes made during the
+   transfer therefore queue behind it, after the file (the stdlib raises RuntimeError instead), and
+   a ``close()`` or ``write_eof()`` waits for the file like it waits for buffered data.  Write
+   readiness goes to the pump, which calls ``os.sendfile`` until the socket is full (edge mode:
+   until the next ``EPOLLOUT``), at most ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast
+   peer cannot starve the loop.  Read readiness is forwarded to the transport: the protocol keeps
+   receiving during the transfer.
+
+Afterwards the sentinel is removed, the transport gets its events back and flushes what was
+queued.  The transport's protocol is wrapped for the duration (``_Watch``, a transparent proxy) so
+that a connection lost mid-transfer fails the transfer at once.
+
+Fallback (TLS transports, files without a usable descriptor)
+------------------------------------------------------------
+Read a chunk in the executor, ``transport.write()`` it, and wait whenever the protocol would be
+told to pause writing (the ``_Watch`` proxy sees ``pause_writing``/``resume_writing`` and passes
+them on), so the transport's buffer stays bounded.
+
+In both cases the file position is left after the last byte sent, also on error.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+from typing import Any
+
+from .poller import EPOLLIN, READ_EVENTS, WRITE_EVENTS
+from .transports.stream import StreamTransport
+from .transports.tls import TLSTransport
+
+_NATIVE_CHUNK = 4 * 1024 * 1024      # bytes asked of one os.sendfile() call
+_CALLS_PER_WAKEUP = 16               # os.sendfile() calls before yielding to other callbacks
+_FALLBACK_CHUNK = 256 * 1024         # bytes read (in the executor) per write in the fallback
+# os.sendfile() errors that mean "not with this file", when nothing has been sent yet.
+NOT_AVAILABLE_ERRNOS = {errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP, errno.ENOTSUP,
+                  errno.EBADF, errno.EOVERFLOW}
+_HOLD = memoryview(b"")              # the write-buffer sentinel of the send stage
+
+
+def check_params(file: Any, offset: Any, count: Any) -> None:
+    """The argument checks shared by ``sendfile`` and ``sock_sendfile`` (same errors as asyncio)."""
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
+def file_descriptor(file: Any) -> int:
+    """The descriptor of a file ``os.sendfile`` can read, else SendfileNotAvailableError."""
+    try:
+        fileno = file.fileno()
+        os.fstat(fileno)
+    except (AttributeError, io.UnsupportedOperation, OSError, ValueError) as exc:
+        raise asyncio.SendfileNotAvailableError("not a regular file") from exc
+    if not hasattr(os, "sendfile"):
+        raise asyncio.SendfileNotAvailableError("os.sendfile() is not available")
+    return fileno
+
+
+def set_file_position(file: Any, position: int) -> None:
+    if hasattr(file, "seek"):
+        file.seek(position)
+    else:
+        os.lseek(file.fileno(), position, os.SEEK_SET)
+
+
+async def sendfile(self: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
+                   count: int | None = None, *, fallback: bool = True) -> int:
+    """``loop.sendfile``: send ``file`` (from ``offset``, ``count`` bytes or to EOF) over
+    ``transport``; return the number of bytes sent."""
+    if transport.is_closing():
+        raise RuntimeError("Transport is closing")
+    native = isinstance(transport, StreamTransport)
+    if not native and not _fallback_capable(transport):
+        raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+    check_params(file, offset, count)
+    if isinstance(transport.get_protocol(), _Watch):
+        raise RuntimeError("sendfile is already in progress on this transport")
+    if native:
+        try:
+            return await _sendfile_native(self, transport, file, offset, count)
+        except asyncio.SendfileNotAvailableError:
+            if not fallback:
+                raise
+    elif not fallback:
+        # A RuntimeError, as asyncio raises here, and the more precise type of the native path.
+        raise asyncio.SendfileNotAvailableError(
+            f"fallback is disabled and native sendfile is not supported for transport {transport!r}")
+    return await _sendfile_fallback(self, transport, file, offset, count)
+
+
+def _fallback_capable(transport: Any) -> bool:
+    return isinstance(transport, TLSTransport) or (
+        getattr(transport, "_sendfile_compatible", None) is not None
+        and hasattr(transport, "set_protocol"))
+
+
+# ---------------------------------------------------------------------- protocol proxy
+
+class _Watch(asyncio.Protocol):
+    """Stands in for the transport's protocol during a transfer: passes every callback on, and
+    remembers what the transfer needs to know (write pause, connection lost)."""
+
+    def __init__(self, loop: Any, transport: Any, on_lost: Any = None) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._protocol = transport.get_protocol()
+        self._on_lost = on_lost
+        self._lost = False
+        self._resumed: asyncio.Future[None] | None = None
+        self.paused = bool(getattr(transport, "_protocol_paused", False))
+        transport.set_protocol(self)
+
+    def restore(self) -> None:
+        if self._transport.get_protocol() is self:
+            self._transport.set_protocol(self._protocol)
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.cancel()
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts more data (its protocol would be writing)."""
+        if self._lost or self._transport.is_closing():
+            raise ConnectionError("Connection closed by peer")
+        if self.paused:
+            self._resumed = self._loop.create_future()
+            await self._resumed
+            self._resumed = None
+
+    # protocol callbacks, passed on ---------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        raise RuntimeError("Invalid state: connection should have been established already.")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._lost = True
+        error = ConnectionError("Connection lost during sendfile")
+        error.__cause__ = exc
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_exception(error)
+        if self._on_lost is not None:
+            self._on_lost(error)
+        self._protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+        self._protocol.resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        self._protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._protocol.eof_received()
+
+
+class _BufferedWatch(_Watch, asyncio.BufferedProtocol):
+    def get_buffer(self, sizehint: int) -> Any:
+        return self._protocol.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._protocol.buffer_updated(nbytes)
+
+
+def _watch(loop: Any, transport: Any, on_lost: Any = None) -> _Watch:
+    if isinstance(transport.get_protocol(), asyncio.BufferedProtocol):
+        return _BufferedWatch(loop, transport, on_lost)
+    return _Watch(loop, transport, on_lost)
+
+
+# ---------------------------------------------------------------------- zero-copy
+
+async def _sendfile_native(loop: Any, transport: StreamTransport, file: Any, offset: int,
+                           count: int | None) -> int:
+    fileno = file_descriptor(file)
+    if count is None and not os.fstat(fileno).st_size:
+        return 0
+    pump = _FilePump(loop, transport, fileno, offset, count)
+    try:
+        await pump.run()
+    finally:
+        if pump.sent:
+            set_file_position(file, offset + pump.sent)
+    return pump.sent
+
+
+class _FilePump:
+    """The descriptor's event handler while a file goes out through ``os.sendfile``."""
+
+    _is_transport = True  # add_reader()/add_writer() must refuse the descriptor meanwhile
+    _queued = False
+
+    def __init__(self, loop: Any, transport: StreamTransport, fileno: int, offset: int,
+                 count: int | None) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._fd = transport._fd
+        self._fileno = fileno
+        self._position = offset
+        self._start = offset
+        self._end = None if count is None else offset + count
+        self._sending = False
+        self._done: asyncio.Future[None] = loop.create_future()
+        self._watch: _Watch | None = None
+
+    def __repr__(self) -> str:
+        return f"<sendfile pump fd={self._fd} sent={self.sent} for {self._transport!r}>"
+
+    @property
+    def sent(self) -> int:
+        return self._position - self._start
+
+    async def run(self) -> None:
+        transport = self._transport
+        self._watch = _watch(self._loop, transport, self._fail)
+        self._loop._poller.replace_handler(self._fd, self)
+        try:
+            if not transport._buffer:
+                self._start_sending()
+            await self._done
+        finally:
+            self._restore()
+
+    # events --------------------------------------------------------------------------------
+    def _on_events(self, mask: int) -> None:
+        transport = self._transport
+        if not self._sending:
+            transport._on_events(mask)  # flush stage: the transport drains its buffer
+            if not transport._buffer and transport._sock is not None and not self._done.done():
+                self._start_sending()
+            return
+        if mask & READ_EVENTS:
+            # HUP/ERR become a read: the transport's next read reports them.
+            transport._on_events(EPOLLIN)
+        if mask & WRITE_EVENTS:
+            transport._writable = True
+            self._send()
+
+    def _on_ready(self) -> None:
+        self._queued = False
+
+    # sending -------------------------------------------------------------------------------
+    def _start_sending(self) -> None:
+        transport = self._transport
+        self._sending = True
+        transport._buffer.append(_HOLD)
+        if not transport._edge:
+            transport._update_interest()  # the sentinel makes it ask for EPOLLOUT
+        if transport._writable or not transport._edge:
+            self._send()
+
+    def _holding(self) -> bool:
+        buffer = self._transport._buffer
+        return bool(buffer) and buffer[0] is _HOLD and not self._done.done()
+
+    def _send(self) -> None:
+        if not self._holding():
+            if not self._done.done():  # aborted: the buffer (and our sentinel) was dropped
+                self._fail(ConnectionError("Connection aborted during sendfile"))
+            return
+        transport = self._transport
+        for _ in range(_CALLS_PER_WAKEUP):
+            want = _NATIVE_CHUNK if self._end is None else min(_NATIVE_CHUNK, self._end - self._position)
+            if want <= 0:
+                self._finish()
+                return
+            try:
+                n = os.sendfile(self._fd, self._fileno, self._position, want)
+            except (BlockingIOError, InterruptedError):
+                transport._writable = False
+                return
+            except OSError as exc:
+                self._fail(self._classify(exc))
+                return
+            if n == 0:
+                self._finish()  # end of file
+                return
+            # A short count may mean a full socket or the end of the file: the next call tells
+            # (EAGAIN or 0).  Only EAGAIN promises another EPOLLOUT edge.
+            self._position += n
+        self._loop.call_soon(self._continue)  # budget spent: let others run
+
+    def _continue(self) -> None:
+        if self._sending and (self._transport._writable or not self._transport._edge):
+            self._send()
+
+    def _classify(self, exc: OSError) -> BaseException:
+        if self._position == self._start and exc.errno in NOT_AVAILABLE_ERRNOS:
+            error: BaseException = asyncio.SendfileNotAvailableError(f"os.sendfile call failed: {exc}")
+            error.__cause__ = exc
+            return error
+        if exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
+            error = ConnectionError(errno.ENOTCONN, "socket is not connected")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    # completion ----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+        self._restore()
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._done.done():
+            self._done.set_exception(exc)
+        self._restore()
+
+    def _restore(self) -> None:
+        """Give the transport back its events and protocol; flush what was queued meanwhile."""
+        transport = self._transport
+        poller = self._loop._poller
+        if poller.handlers.get(self._fd) is self:
+            poller.replace_handler(self._fd, transport)
+        if self._watch is not None:
+            self._watch.restore()
+            self._watch = None
+        sending, self._sending = self._sending, False
+        buffer = transport._buffer
+        if sending and buffer and buffer[0] is _HOLD:
+            buffer.popleft()
+            if transport._sock is not None and not transport._conn_lost:
+                # Sends what was written during the transfer, and completes a close() or a
+                # write_eof() that waited for it; in level mode it also resets the interest.
+                transport._write_ready()
+
+
+# ---------------------------------------------------------------------- fallback
+
+async def _sendfile_fallback(loop: Any, transport: Any, file: Any, offset: int,
+                             count: int | None) -> int:
+    watch = _watch(loop, transport)
+    total = 0
+    try:
+        if offset:
+            file.seek(offset)
+        while count is None or total < count:
+            want = _FALLBACK_CHUNK if count is None else min(_FALLBACK_CHUNK, count - total)
+            data = await loop.run_in_executor(None, file.read, want)
+            if not data:
+                break
+            await watch.drain()
+            transport.write(data)
+            total += len(data)
+        return total
+    finally:
+        if total:
+            set_file_position(file, offset + total)
+        watch.restore()
