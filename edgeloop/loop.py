@@ -416,7 +416,10 @@ class EventLoop(asyncio.AbstractEventLoop):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self.call_at(time.monotonic() + delay, callback, *args, context=context)
+        timer = self.call_at(time.monotonic() + delay, callback, *args, context=context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]  # point at our caller, not at call_later itself
+        return timer
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
         if when is None:
