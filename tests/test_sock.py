@@ -11,11 +11,6 @@ import ssl
 
 import pytest
 
-try:
-    from tests._looputil import known_bug
-except ImportError:  # tests/ itself on sys.path
-    from _looputil import known_bug
-
 
 @contextlib.contextmanager
 def socketpair():
@@ -344,8 +339,7 @@ async def test_blocking_socket_raises_value_error_in_debug_mode(method):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("method", METHODS)
-async def test_ssl_socket_raises_type_error(method, request):
-    known_bug(request, "sock_* methods do not reject ssl.SSLSocket (asyncio raises TypeError)")
+async def test_ssl_socket_raises_type_error(method):
     loop = asyncio.get_running_loop()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loading: fast
     raw = socket.socket()
@@ -397,6 +391,23 @@ async def test_cancelled_sock_recv_leaves_nothing_registered(method):
         # and another sock_recv works after that
         b.send(b"again")
         assert await asyncio.wait_for(loop.sock_recv(a, 100), 5) == b"again"
+
+
+@pytest.mark.asyncio
+async def test_sock_recv_started_right_after_a_cancel_gets_the_data():
+    """The cancelled wait's cleanup must not remove the registration of the next wait."""
+    loop = asyncio.get_running_loop()
+    with socketpair() as (a, b):
+        first = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0)
+        first.cancel()
+        second = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        b.send(b"for-second")
+        assert await asyncio.wait_for(second, 5) == b"for-second"
+        with pytest.raises(asyncio.CancelledError):
+            await first
 
 
 @pytest.mark.asyncio
