@@ -11,6 +11,24 @@ When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, EN
 connections stay in the kernel's backlog.  Retrying at once would spin; waiting for another edge
 would wait forever (the backlog does not change).  So we report the error once, stop, and retry
 after ``ACCEPT_RETRY_DELAY``.
+
+Shared listening sockets: ``EPOLLEXCLUSIVE``
+-------------------------------------------
+Pre-fork servers (gunicorn, or any parent that binds and forks) give every worker the same
+listening socket; each worker's loop adds it to its own epoll instance.  Plain registrations make a
+new connection wake *every* worker; one wins ``accept()`` and the others find EAGAIN.  Registered
+with ``EPOLLEXCLUSIVE`` the kernel wakes one worker that is waiting (and only queues the event for
+busy ones).  We set it on every listening socket on the epoll backend, not only on sockets handed
+in with ``sock=``: with a single epoll instance the flag changes nothing, and the loop cannot tell
+whether a socket is shared (a ``sock=`` socket may be private, and a descriptor can be inherited in
+ways the loop never sees).  poll and select have no such flag.
+
+The kernel refuses ``EPOLL_CTL_MOD`` on an exclusive registration, and the resource back-off used
+``modify`` in level mode.  An exclusive acceptor instead *leaves* the epoll set while it backs off
+(in both modes): a worker that cannot accept should not be the one the kernel picks to wake; the
+re-registration (``EPOLL_CTL_ADD``) reports a non-empty backlog at once.  Kernels older than 4.5
+answer EINVAL to the flag: we register without it.  ``EXCLUSIVE_ACCEPT = False`` turns it off (the
+benchmark ``benchmarks/exclusive.py`` compares both).
 """
 from __future__ import annotations
 
@@ -21,11 +39,13 @@ import socket
 import stat
 from typing import Any, Callable
 
-from .poller import EPOLLIN
+from .poller import EPOLLEXCLUSIVE, EPOLLIN, EpollPoller
 from .transports import tls as _tls
 from .transports.stream import StreamTransport
 
 ACCEPT_RETRY_DELAY = 0.25
+# Register listening sockets with EPOLLEXCLUSIVE on the epoll backend (see the module docstring).
+EXCLUSIVE_ACCEPT = True
 _RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # The peer gave up between the SYN and our accept(): nothing to report, try the next one.
 _TRANSIENT_ERRNOS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
@@ -43,7 +63,21 @@ class Acceptor:
         self._fd = sock.fileno()
         self._pending = False      # edge mode: the backlog may hold connections
         self._backing_off: asyncio.TimerHandle | None = None
-        loop._poller.register(self._fd, self, EPOLLIN, edge=loop._edge)
+        self._exclusive = self._register()
+
+    def _register(self) -> bool:
+        """Add the listening socket to the loop's poller; True if it is an exclusive waiter."""
+        loop = self._loop
+        poller = loop._poller
+        if EXCLUSIVE_ACCEPT and isinstance(poller, EpollPoller):
+            try:
+                poller.register(self._fd, self, EPOLLIN | EPOLLEXCLUSIVE, edge=loop._edge)
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: kernel without EPOLLEXCLUSIVE
+                    raise
+        poller.register(self._fd, self, EPOLLIN, edge=loop._edge)
+        return False
 
     def _on_events(self, mask: int) -> None:
         self._pending = True
@@ -95,7 +129,9 @@ class Acceptor:
                 "message": "socket.accept() out of system resource",
                 "exception": exc, "socket": self._sock,
             })
-        if not loop._edge:
+        if self._exclusive:
+            loop._poller.unregister(self._fd)  # no EPOLL_CTL_MOD on it; let other workers wake
+        elif not loop._edge:
             loop._poller.modify(self._fd, 0)  # level mode would report the backlog again at once
         self._backing_off = loop.call_later(ACCEPT_RETRY_DELAY, self._retry)
 
@@ -103,7 +139,9 @@ class Acceptor:
         self._backing_off = None
         if self._sock is None:
             return
-        if not self._loop._edge:
+        if self._exclusive:
+            self._exclusive = self._register()
+        elif not self._loop._edge:
             self._loop._poller.modify(self._fd, EPOLLIN)
         # The backlog produced no new edge while we waited: look ourselves.
         self._pending = True
