@@ -23,6 +23,7 @@ import time
 from typing import Awaitable, Callable
 
 from benchmarks.loops import ALL_LOOPS, loop_stats, new_loop
+from benchmarks.proc import die_with_parent
 
 CHECK_EVERY = 256
 
@@ -107,6 +108,7 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loop", choices=ALL_LOOPS, required=True)
     args = p.parse_args()
+    die_with_parent()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         if not line.strip():

@@ -7,8 +7,11 @@ and the report says so.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ def child_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env.pop("PYTHONASYNCIODEBUG", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env["EDGELOOP_BENCH_PARENT"] = str(os.getpid())
     return env
 
 
@@ -63,3 +67,16 @@ class Pinning:
 
 def _taskset(cpu: int | None, argv: list[str]) -> list[str]:
     return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG), so
+    a harness that is killed leaves no server running on a shared machine."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = os.environ.get("EDGELOOP_BENCH_PARENT")
+    if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(1)

@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from benchmarks.loops import ALL_LOOPS, loop_stats, new_loop
+from benchmarks.proc import die_with_parent
 
 KINDS = ("protocol", "streams", "sock", "http")
 READ_SIZE = 256 * 1024
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unix", help="listen on this Unix socket path instead of TCP")
     p.add_argument("--stats-file", help="where SIGUSR1/SIGTERM write the loop's counters")
     args = p.parse_args(argv)
+    die_with_parent()
 
     listener = _listener(args)
     port = 0 if args.unix else listener.getsockname()[1]

@@ -49,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "request)")
     p.add_argument("--serial-requests", type=int, default=1500,
                    help="serial mode: about this many measured requests per point (R is cut)")
+    p.add_argument("--point-seconds", type=float, default=4.0,
+                   help="cap on the measured time of one point (series x N x mode); a capped "
+                        "point keeps the samples it has (0: no cap)")
     p.add_argument("--api", choices=("auto", "reader", "datagram"), default="auto",
                    help="how event loops watch the sockets: add_reader or datagram endpoints "
                         "(auto: datagram endpoints when the loop has them)")
@@ -92,7 +95,8 @@ def main(argv: list[str]) -> int:
     modes = ["rounds", "serial"] if args.mode == "both" else [args.mode]
     progress = Progress(len(modes) * len(ns) * len(series) + (0 if args.no_kerrisk else 1))
     started = time.monotonic()
-    study = Study(series, args.api, rounds, warmup, pinning, progress, args.serial_requests)
+    study = Study(series, args.api, rounds, warmup, pinning, progress, args.serial_requests,
+                  args.point_seconds or None)
     points = as_json(study.run(modes, ns, fraction))
     rows: list[dict[str, object]] = []
     if not args.no_kerrisk:
@@ -114,7 +118,8 @@ def main(argv: list[str]) -> int:
     (out / f"{stem}.json").write_text(json.dumps({
         "generated": dt.datetime.now().isoformat(timespec="seconds"), "machine": info,
         "pinning": pinning.describe(), "active_fraction": fraction, "rounds": rounds,
-        "warmup": warmup, "serial_requests": args.serial_requests, "api": args.api, "notes": notes, "elapsed_s": elapsed,
+        "warmup": warmup, "serial_requests": args.serial_requests,
+        "point_seconds": args.point_seconds, "api": args.api, "notes": notes, "elapsed_s": elapsed,
         "points": points, "kerrisk": rows}, indent=1))
     written = [out / f"{stem}.md", out / f"{stem}.json"]
     try:
@@ -139,8 +144,8 @@ def render(points: list[dict[str, object]], rows: list[dict[str, object]], info:
     head = [f"# select/poll/epoll over N sockets ({dt.datetime.now().isoformat(timespec='seconds')})",
             "", f"- machine: {machine.one_line(info)}", f"- pinning: {pinning.describe()}",
             f"- {fraction:.0%} of N active (at least 10), {rounds} measured rounds after {warmup} "
-            f"warm-up (serial mode: fewer, see JSON); mean ± sd (Welford, Bessel) of time per "
-            f"request in µs; {elapsed:.0f} s",
+            f"warm-up (serial mode and points capped in time: fewer, see `n` in the JSON); mean ± sd "
+            f"(Welford, Bessel) of time per request in µs; {elapsed:.0f} s",
             *[f"- note: {n}" for n in notes], ""]
     apis = {str(p["series"]): p["api"] for p in points if p["api"] and p["api"] != "raw"}
     if apis:

@@ -16,7 +16,7 @@ import socket
 import time
 from typing import Any, Callable
 
-from benchmarks.fds.raw import batches
+from benchmarks.fds.raw import MIN_SAMPLES, batches
 from benchmarks.fds.sockets import PAYLOAD, RECV_SIZE, drain
 
 LOOP_SERIES: dict[str, dict[str, str]] = {
@@ -61,7 +61,7 @@ class _Echo(asyncio.DatagramProtocol):
 
 
 def run_rounds(series: str, api: str, socks: list[socket.socket], active: list[socket.socket],
-               rounds: int, warmup: int, serial: bool = False,
+               rounds: int, warmup: int, serial: bool = False, time_cap: float | None = None,
                timeout: float = 2.0) -> tuple[list[float], int]:
     """Same contract as :func:`benchmarks.fds.raw.run_rounds`."""
     loop = new_loop(series)
@@ -76,24 +76,40 @@ def run_rounds(series: str, api: str, socks: list[socket.socket], active: list[s
             return
         state.got(s.fileno())
 
+    async def endpoint(s: socket.socket) -> None:
+        fd = s.fileno()
+        tr, _ = await loop.create_datagram_endpoint(lambda: _Echo(state, fd), sock=s)
+        transports.append(tr)
+        senders[fd] = tr.sendto  # type: ignore[attr-defined]
+
     async def setup() -> None:
-        for s in socks:
-            fd = s.fileno()
-            if api == "reader":
-                loop.add_reader(fd, on_readable, s)
-                senders[fd] = s.send
-            else:
-                tr, _ = await loop.create_datagram_endpoint(
-                    lambda fd=fd: _Echo(state, fd), sock=s)  # type: ignore[misc]
-                transports.append(tr)
-                senders[fd] = tr.sendto  # type: ignore[attr-defined]
+        if api == "reader":
+            for s in socks:
+                loop.add_reader(s.fileno(), on_readable, s)
+                senders[s.fileno()] = s.send
+            return
+        # All endpoints in one gather: created one by one, each would cost a loop iteration, and
+        # a poll backend rebuilds its whole pollfd array after every change (O(N^2) set-up).
+        results = await asyncio.gather(*(endpoint(s) for s in socks), return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
 
     async def measure() -> tuple[list[float], int]:
         samples: list[float] = []
         discarded = 0
         perf = time.perf_counter
-        for r in range(warmup + rounds):
+        stop_at = float("inf")
+        warm_stop = perf() + time_cap / 4 if time_cap is not None else float("inf")
+        r = 0
+        while r < warmup + rounds:
+            if r == warmup and time_cap is not None:
+                stop_at = perf() + time_cap
             for batch in batches(active, serial):
+                if r < warmup and perf() > warm_stop:
+                    break  # enough warm-up
+                if perf() > stop_at and len(samples) >= MIN_SAMPLES:
+                    return samples, discarded
                 fds = [s.fileno() for s in batch]
                 lossy = False
                 state.pending = set(fds)
@@ -121,6 +137,7 @@ def run_rounds(series: str, api: str, socks: list[socket.socket], active: list[s
                         discarded += 1
                     else:
                         samples.append(elapsed / len(batch))
+            r = warmup if r < warmup and perf() > warm_stop else r + 1
         return samples, discarded
 
     try:

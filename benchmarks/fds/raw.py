@@ -16,6 +16,7 @@ from benchmarks.fds.cselect import BigSelect
 from benchmarks.fds.sockets import PAYLOAD, RECV_SIZE, drain
 
 RAW_KINDS = ("select", "poll", "epoll-level", "epoll-edge")
+MIN_SAMPLES = 3  # a point has at least this many samples, whatever the time cap
 
 
 class Poller(Protocol):
@@ -69,7 +70,7 @@ def batches(active: list[socket.socket], serial: bool) -> list[list[socket.socke
 
 
 def run_rounds(kind: str, socks: list[socket.socket], active: list[socket.socket], rounds: int,
-               warmup: int, serial: bool = False,
+               warmup: int, serial: bool = False, time_cap: float | None = None,
                timeout: float = 2.0) -> tuple[list[float], int]:
     """Run ``warmup + rounds`` rounds; return the per-request times (seconds) of the measured
     rounds and the number of measured samples discarded because a datagram was lost.
@@ -82,9 +83,18 @@ def run_rounds(kind: str, socks: list[socket.socket], active: list[socket.socket
     samples: list[float] = []
     discarded = 0
     perf = time.perf_counter
+    stop_at = float("inf")
+    warm_stop = perf() + time_cap / 4 if time_cap is not None else float("inf")
     try:
-        for r in range(warmup + rounds):
+        r = 0
+        while r < warmup + rounds:
+            if r == warmup and time_cap is not None:
+                stop_at = perf() + time_cap
             for batch in batches(active, serial):
+                if r < warmup and perf() > warm_stop:
+                    break  # enough warm-up
+                if perf() > stop_at and len(samples) >= MIN_SAMPLES:
+                    return samples, discarded
                 pending = {s.fileno() for s in batch}
                 lossy = False
                 t0 = perf()
@@ -119,6 +129,7 @@ def run_rounds(kind: str, socks: list[socket.socket], active: list[socket.socket
                         discarded += 1
                     else:
                         samples.append(elapsed / len(batch))
+            r = warmup if r < warmup and perf() > warm_stop else r + 1
     finally:
         poller.close()
     return samples, discarded

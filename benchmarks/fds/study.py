@@ -64,8 +64,10 @@ def edgeloop_problem() -> str | None:
 
 class Study:
     def __init__(self, series: list[str], api: str, rounds: int, warmup: int,
-                 pinning: Pinning, progress: Progress, serial_budget: int = 1500) -> None:
+                 pinning: Pinning, progress: Progress, serial_budget: int = 1500,
+                 time_cap: float | None = None) -> None:
         self.series = series
+        self.time_cap = time_cap
         self.serial_budget = serial_budget
         self.api = api
         self.rounds = rounds
@@ -142,13 +144,14 @@ class Study:
         try:
             active = pick_active(socks, k)
             if series.startswith("raw "):
-                return raw.run_rounds(series[4:], socks, active, rounds, warmup, serial)
+                return raw.run_rounds(series[4:], socks, active, rounds, warmup, serial,
+                                      self.time_cap)
             kind = series.split(" ", 1)[1] if series.startswith("edgeloop ") else series
             api = self.api_used.get(series, self.api)
             if api == "auto":
                 try:
                     result = loopdriver.run_rounds(kind, "datagram", socks, active, rounds,
-                                                   warmup, serial)
+                                                   warmup, serial, self.time_cap)
                     self.api_used[series] = "datagram"
                     return result
                 except (NotImplementedError, AttributeError, TypeError) as exc:
@@ -158,7 +161,8 @@ class Study:
                     close_all(socks)  # the failed attempt may have registered some: start afresh
                     socks = open_udp(n, port)
                     active = pick_active(socks, k)
-            return loopdriver.run_rounds(kind, api, socks, active, rounds, warmup, serial)
+            return loopdriver.run_rounds(kind, api, socks, active, rounds, warmup, serial,
+                                         self.time_cap)
         finally:
             close_all(socks)
 

@@ -12,6 +12,8 @@ import argparse
 import json
 import socket
 
+from benchmarks.proc import die_with_parent
+
 BUFFER = 64 * 1024 * 1024
 
 
@@ -19,6 +21,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.fds.udpecho")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
+    die_with_parent()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
