@@ -47,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "article's set-up; one sample per round); serial: one request in flight at "
                         "a time, so each wake-up finds one ready fd among N (one sample per "
                         "request)")
-    p.add_argument("--serial-requests", type=int, default=1500,
+    p.add_argument("--serial-requests", type=int, default=1000,
                    help="serial mode: about this many measured requests per point (R is cut)")
     p.add_argument("--point-seconds", type=float, default=4.0,
                    help="cap on the measured time of one point (series x N x mode); a capped "

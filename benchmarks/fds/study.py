@@ -64,7 +64,7 @@ def edgeloop_problem() -> str | None:
 
 class Study:
     def __init__(self, series: list[str], api: str, rounds: int, warmup: int,
-                 pinning: Pinning, progress: Progress, serial_budget: int = 1500,
+                 pinning: Pinning, progress: Progress, serial_budget: int = 1000,
                  time_cap: float | None = None) -> None:
         self.series = series
         self.time_cap = time_cap
