@@ -25,11 +25,12 @@ KERRISK_NS = [10, 100, 1000, 10000]
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks fds",
-        description="The seed article's study: UDP echo over N watched sockets (10%% active, at "
+        description="The seed article's study: UDP echo over N watched sockets (10% active, at "
                     "least 10), mean time per request ± sd (Welford) against N, for select, poll, "
                     "epoll level and epoll edge, raw and as edgeloop backends; plus the "
                     "Kerrisk-style table (100,000 monitoring calls, one ready fd among N).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Outputs go to --out: fds.md (tables), fds.json (every sample), fds_rounds.png and "
+               "fds_serial.png (fds_long_* with --long).")
     p.add_argument("--long", action="store_true",
                    help="N up to 22,000 with 90%% active, epoll series only (the article's "
                         "second figure)")
@@ -38,25 +39,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--active", type=float, help="fraction of sockets active (default 0.1; "
                    "0.9 with --long)")
     p.add_argument("--rounds", "-R", type=int, default=30,
-                   help="measured rounds (requests per active socket)")
-    p.add_argument("--warmup", "-W", type=int, default=3, help="warm-up rounds, not counted")
+                   help="measured rounds, i.e. requests per active socket (default: %(default)s)")
+    p.add_argument("--warmup", "-W", type=int, default=3, help="warm-up rounds, not counted (default: %(default)s)")
     p.add_argument("--series", help="comma-separated series; choose from: " +
                    ", ".join(ALL_SERIES) + " (default: the raw and edgeloop ones)")
     p.add_argument("--mode", choices=("rounds", "serial", "both"), default="both",
                    help="rounds: every active socket has a request in flight at once (the "
                         "article's set-up; one sample per round); serial: one request in flight at "
                         "a time, so each wake-up finds one ready fd among N (one sample per "
-                        "request)")
+                        "request); default: both")
     p.add_argument("--serial-requests", type=int, default=1000,
-                   help="serial mode: about this many measured requests per point (R is cut)")
+                   help="serial mode: about this many measured requests per point, R is cut "
+                        "(default: %(default)s)")
     p.add_argument("--point-seconds", type=float, default=4.0,
                    help="cap on the measured time of one point (series x N x mode); a capped "
-                        "point keeps the samples it has (0: no cap)")
+                        "point keeps the samples it has (0: no cap; default: %(default)s)")
     p.add_argument("--api", choices=("auto", "reader", "datagram"), default="auto",
                    help="how event loops watch the sockets: add_reader or datagram endpoints "
-                        "(auto: datagram endpoints when the loop has them)")
+                        "(default auto: datagram endpoints when the loop has them)")
     p.add_argument("--no-kerrisk", action="store_true", help="skip the Kerrisk-style table")
-    p.add_argument("--out", default="results", help="results folder")
+    p.add_argument("--out", default="results", help="results folder (default: %(default)s)")
     p.add_argument("--no-pin", action="store_true", help="do not pin client and server to CPUs")
     return p.parse_args(argv)
 
