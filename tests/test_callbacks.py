@@ -348,16 +348,38 @@ def _fast_cb():
 
 
 @pytest.mark.parametrize("debug", [True, False])
-def test_slow_callback_warning(loop, caplog, debug):
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "reader"])
+def test_slow_callback_warning(loop, caplog, debug, how, request):
+    if how == "reader" and debug:
+        known_bug(request, "debug mode: a slow add_reader callback is not reported "
+                           "(asyncio logs 'Executing <Handle ...> took N seconds')")
     loop.set_debug(debug)
     loop.slow_callback_duration = 0.02
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        loop.call_soon(_fast_cb)
-        loop.call_soon(_slow_cb)
-        loop.call_soon(loop.stop)
-        loop.run_forever()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    def _slow_reader():
+        loop.remove_reader(a.fileno())
+        _slow_cb()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            loop.call_soon(_fast_cb)
+            if how == "call_soon":
+                loop.call_soon(_slow_cb)
+            elif how == "call_later":
+                loop.call_later(0.001, _slow_cb)
+            else:
+                b.send(b"x")
+                loop.add_reader(a.fileno(), _slow_reader)
+            loop.call_later(0.1, loop.stop)
+            loop.run_forever()
+    finally:
+        a.close()
+        b.close()
+    name = "_slow_reader" if how == "reader" else "_slow_cb"
     slow = [r for r in caplog.records
-            if r.name == "asyncio" and r.levelno == logging.WARNING and "_slow_cb" in r.getMessage()]
+            if r.name == "asyncio" and r.levelno == logging.WARNING and name in r.getMessage()]
     fast = [r for r in caplog.records if "_fast_cb" in r.getMessage()]
     assert len(slow) == (1 if debug else 0)
     assert fast == []
@@ -396,6 +418,28 @@ def test_debug_from_environment(how):
     on = how != "none"
     # the loop's own default, asyncio.run-style default, and an explicit debug=False override
     assert proc.stdout.split() == [str(on), str(on), "False"]
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at"])
+def test_debug_mode_rejects_calls_from_another_thread(loop, method):
+    # in debug mode asyncio refuses non-thread-safe scheduling from a foreign thread
+    loop.set_debug(True)
+    errors = []
+
+    def foreign():
+        args = {"call_soon": (), "call_later": (0.01,), "call_at": (loop.time() + 0.01,)}[method]
+        try:
+            getattr(loop, method)(*args, _fast_cb)
+        except RuntimeError as exc:
+            errors.append(exc)
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=foreign)
+    loop.call_soon(thread.start)
+    loop.call_later(5, loop.stop)
+    loop.run_forever()
+    thread.join()
+    assert len(errors) == 1
 
 
 # --------------------------------------------------------------------------------------------
