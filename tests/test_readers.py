@@ -222,6 +222,32 @@ async def test_reader_is_level_triggered():
 
 
 @pytest.mark.asyncio
+async def test_reader_is_level_triggered_on_a_pipe():
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        got = []
+        ten = loop.create_future()
+
+        def read_one():
+            got.append(os.read(r, 1))
+            if len(got) == 10 and not ten.done():
+                ten.set_result(None)
+
+        loop.add_reader(r, read_one)
+        os.write(w, b"0123456789")
+        try:
+            await asyncio.wait_for(ten, 5)
+        finally:
+            assert loop.remove_reader(r) is True
+        assert b"".join(got) == b"0123456789"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.asyncio
 async def test_writer_is_level_triggered():
     loop = asyncio.get_running_loop()
     with socketpair() as (a, b):
@@ -405,6 +431,49 @@ async def test_fd_closed_while_registered_through_a_dup():
         if c is not None:
             c.close()
             d.close()
+
+
+@pytest.mark.asyncio
+async def test_remove_reader_after_the_fd_was_closed():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, _noop)
+    a.close()
+    b.close()
+    assert loop.remove_reader(fd) is True  # no exception although the fd is gone
+    assert loop.remove_reader(fd) is False
+
+
+@edgeloop_only  # asyncio's selector keeps the dead key and never registers the new socket
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_fd_number_reused_after_close_without_remove_reader(request):
+    known_bug(request, "a reader on a reused fd number (old fd closed without remove_reader, "
+                       "no dup) never fires, and the loop spins in epoll_ctl",
+              configs=("edge", "level"))
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, _noop)
+    a.close()  # no remove_reader (and no dup: the kernel drops its registration)
+    b.close()
+    await asyncio.sleep(0)
+    c, d = _socket_on_fd(fd)
+    try:
+        got = loop.create_future()
+        loop.add_reader(fd, lambda: got.done() or got.set_result(c.recv(100)))
+        before = loop.stats()
+        await asyncio.sleep(0.1)
+        after = loop.stats()
+        assert after["polls"] - before["polls"] < 50, "the loop spins"
+        assert after["ctl"] - before["ctl"] < 50, "the loop spins in epoll_ctl"
+        d.send(b"reused")
+        assert await asyncio.wait_for(got, 5) == b"reused"
+        assert loop.remove_reader(fd) is True
+    finally:
+        c.close()
+        d.close()
 
 
 # --------------------------------------------------------------------------------------------
