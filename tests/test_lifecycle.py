@@ -10,7 +10,9 @@ import json
 import os
 import socket
 import sys
+import threading
 import warnings
+import weakref
 
 import pytest
 
@@ -222,8 +224,31 @@ def test_close_while_running_raises(loop):
     assert loop.run_until_complete(asyncio.sleep(0, "alive")) == "alive"
 
 
-def _noop():
+def _noop(*args):
     pass
+
+
+def test_close_releases_pending_callbacks_and_timers(loop):
+    class Payload:
+        pass
+
+    p1, p2 = Payload(), Payload()
+    r1, r2 = weakref.ref(p1), weakref.ref(p2)
+    loop.call_soon(_noop, p1)
+    loop.call_later(3600, _noop, p2)
+    del p1, p2
+    loop.close()
+    gc.collect()
+    assert r1() is None, "a callback scheduled with call_soon outlived close()"
+    assert r2() is None, "a timer outlived close()"
+
+
+def test_close_shuts_down_the_default_executor(loop):
+    worker = loop.run_until_complete(loop.run_in_executor(None, threading.current_thread))
+    assert worker is not threading.current_thread()
+    loop.close()
+    worker.join(5)
+    assert not worker.is_alive()
 
 
 CLOSED_LOOP_CALLS = {
