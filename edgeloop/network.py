@@ -239,16 +239,16 @@ async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: Protoco
         raise
     if tls is None:
         transport = StreamTransport(loop, sock, protocol, waiter, extra)
+        result: asyncio.Transport = transport
     else:
         transport = StreamTransport(loop, sock, tls_protocol, None, extra)
+        result = tls_protocol.app_transport
     try:
         await waiter
     except BaseException:
         transport.close()
         raise
-    if tls is not None:
-        return tls_protocol.app_transport, protocol
-    return transport, protocol
+    return result, protocol
 
 
 async def create_unix_connection(
@@ -438,8 +438,6 @@ def _later(what: str) -> Any:
 
 
 create_datagram_endpoint = _later("create_datagram_endpoint")
-start_tls = _later("start_tls")
-sendfile = _later("sendfile")
 connect_read_pipe = _later("connect_read_pipe")
 connect_write_pipe = _later("connect_write_pipe")
 subprocess_exec = _later("subprocess_exec")

@@ -8,13 +8,16 @@ Zero-copy path (plain ``StreamTransport``)
 
 1. *flush*: events still go to the transport until its write buffer is empty, so bytes written
    before ``sendfile()`` precede the file.
-2. *send*: a sentinel sits at the head of the transport's write buffer.  Writes made during the
-   transfer therefore queue behind it, after the file (the stdlib raises RuntimeError instead), and
-   a ``close()`` or ``write_eof()`` waits for the file like it waits for buffered data.  Write
-   readiness goes to the pump, which calls ``os.sendfile`` until the socket is full (edge mode:
-   until the next ``EPOLLOUT``), at most ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast
-   peer cannot starve the loop.  Read readiness is forwarded to the transport: the protocol keeps
-   receiving during the transfer.
+2. *send*: a sentinel sits at the head of the transport's write buffer, so a ``close()`` or
+   ``write_eof()`` made during the transfer waits for the file like it waits for buffered data
+   (the stdlib would cut the file short).  Write readiness goes to the pump, which calls
+   ``os.sendfile`` until the socket is full (edge mode: until the next ``EPOLLOUT``), at most
+   ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast peer cannot starve the loop.  Read
+   readiness is forwarded to the transport: the protocol keeps receiving during the transfer.
+
+From the call on, ``write()``/``writelines()`` raise RuntimeError("unable to write; sendfile is in
+progress"), as on the stdlib loop: the transport's methods are shadowed by instance attributes for
+the duration, which costs the ordinary write path nothing.
 
 Afterwards the sentinel is removed, the transport gets its events back and flushes what was
 queued.  The transport's protocol is wrapped for the duration (``_Watch``, a transparent proxy) so
@@ -38,7 +41,7 @@ from typing import Any
 
 from .poller import EPOLLIN, READ_EVENTS, WRITE_EVENTS
 from .transports.stream import StreamTransport
-from .transports.tls import TLSTransport
+from .transports.tls import SSLTransport
 
 _NATIVE_CHUNK = 4 * 1024 * 1024      # bytes asked of one os.sendfile() call
 _CALLS_PER_WAKEUP = 16               # os.sendfile() calls before yielding to other callbacks
@@ -47,6 +50,10 @@ _FALLBACK_CHUNK = 256 * 1024         # bytes read (in the executor) per write in
 NOT_AVAILABLE_ERRNOS = {errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP, errno.ENOTSUP,
                   errno.EBADF, errno.EOVERFLOW}
 _HOLD = memoryview(b"")              # the write-buffer sentinel of the send stage
+
+
+def _refuse_write(*args: Any) -> None:
+    raise RuntimeError("unable to write; sendfile is in progress")
 
 
 def check_params(file: Any, offset: Any, count: Any) -> None:
@@ -109,7 +116,7 @@ async def sendfile(self: Any, transport: asyncio.WriteTransport, file: Any, offs
 
 
 def _fallback_capable(transport: Any) -> bool:
-    return isinstance(transport, TLSTransport) or (
+    return isinstance(transport, SSLTransport) or (
         getattr(transport, "_sendfile_compatible", None) is not None
         and hasattr(transport, "set_protocol"))
 
@@ -236,6 +243,7 @@ class _FilePump:
         transport = self._transport
         self._watch = _watch(self._loop, transport, self._fail)
         self._loop._poller.replace_handler(self._fd, self)
+        transport.write = transport.writelines = _refuse_write  # type: ignore[method-assign]
         try:
             if not transport._buffer:
                 self._start_sending()
@@ -337,6 +345,9 @@ class _FilePump:
         if self._watch is not None:
             self._watch.restore()
             self._watch = None
+        for name in ("write", "writelines"):
+            if transport.__dict__.get(name) is _refuse_write:
+                del transport.__dict__[name]
         sending, self._sending = self._sending, False
         buffer = transport._buffer
         if sending and buffer and buffer[0] is _HOLD:

@@ -377,27 +377,54 @@ async def test_sendfile_peer_goes_away(tls, big_file, server_ctx, client_ctx):
 
 
 @pytest.mark.asyncio
-async def test_writes_during_sendfile_queue_after_the_file(tmp_path):
-    """edgeloop: a write made while the file is being sent waits for the file (asyncio raises
-    RuntimeError instead), and close() during the transfer waits for it too."""
-    if REFERENCE:
-        pytest.skip("edgeloop behaviour: asyncio refuses writes during sendfile")
+async def test_write_during_sendfile_is_refused(tmp_path):
+    """write()/writelines() while the file is being sent raise RuntimeError; afterwards the
+    transport writes again."""
     loop = asyncio.get_running_loop()
-    body = os.urandom(20 << 20)
+    body = os.urandom(8 << 20)
     path = tmp_path / "f"
     path.write_bytes(body)
-    async with pair("tcp", sink_factory=lambda: Sink(keep=True)) as (tr, pr, sink):
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
         with open(path, "rb") as f:
             task = asyncio.ensure_future(loop.sendfile(tr, f))
-            for _ in range(3):
-                await asyncio.sleep(0)
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            assert not task.done()  # the receiver stopped reading after 1 MB
+            with pytest.raises(RuntimeError, match="sendfile is in progress"):
+                tr.write(b"during")
+            if not REFERENCE:  # the stdlib's writelines() does not check in every version
+                with pytest.raises(RuntimeError, match="sendfile is in progress"):
+                    tr.writelines([b"-", b"more"])
+            sink.transport.resume_reading()
+            assert await asyncio.wait_for(task, 30) == len(body)
+        tr.write(b"after")
+        await finish(tr, sink)
+        assert bytes(sink.data) == body + b"after"
+
+
+@pytest.mark.asyncio
+async def test_close_during_sendfile_waits_for_the_file(tmp_path):
+    """edgeloop: close() during the transfer lets the file finish, like buffered data (on the
+    stdlib loop it cuts the transfer short)."""
+    if REFERENCE:
+        pytest.skip("edgeloop behaviour")
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await asyncio.sleep(0.05)
             assert not task.done()
-            tr.write(b"during")
-            tr.writelines([b"-", b"more"])
             tr.close()
-            assert await task == len(body)
-        n, _ = await asyncio.wait_for(sink.done, 30)
-        assert bytes(sink.data) == body + b"during-more"
+            assert tr.is_closing()
+            sink.transport.resume_reading()
+            assert await asyncio.wait_for(task, 30) == len(body)
+        await asyncio.wait_for(sink.done, 30)
+        assert bytes(sink.data) == body
         assert await asyncio.wait_for(pr.lost, 10) is None
 
 
