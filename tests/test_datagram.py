@@ -611,3 +611,35 @@ async def test_close_from_datagram_received_stops_delivery():
         assert len(pr.datagrams) == 1 and pr.lost_count == 1
     finally:
         sender.close()
+
+
+@pytest.mark.asyncio
+async def test_callbacks_scheduled_before_arrival_run_before_datagram_received():
+    """The stdlib order: a datagram that arrives while callbacks are queued is delivered after
+    them.  Code that sends and then (in a new task) creates the future datagram_received
+    resolves depends on it (CPython's test_datagram_send_to_non_listening_address does)."""
+    loop = asyncio.get_running_loop()
+
+    class Waiting(DatagramRecorder):
+        expecting: asyncio.Future | None = None
+
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            self.expecting.set_result(data)  # AttributeError if the task has not run yet
+
+    tr, pr = await loop.create_datagram_endpoint(Waiting, local_addr=LOOPBACK)
+    sender = raw_udp()
+
+    async def expect():
+        pr.expecting = loop.create_future()
+        return await asyncio.wait_for(pr.expecting, 5)
+
+    try:
+        with ExceptionCatcher(loop) as catcher:
+            for i in range(5):
+                sender.sendto(b"%d" % i, tr.get_extra_info("sockname"))  # queued at once
+                assert await loop.create_task(expect()) == b"%d" % i
+        assert catcher.contexts == []
+    finally:
+        sender.close()
+        await closed(tr)

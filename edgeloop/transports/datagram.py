@@ -13,6 +13,10 @@ datagrams already queued again.
 An empty datagram is a datagram: ``recvfrom`` returning ``b""`` is delivered as
 ``datagram_received(b"", addr)``, never taken for end-of-file (datagram sockets have none).
 
+Callbacks that were already scheduled when the poll returned run before datagrams are delivered,
+as in the stdlib loop (where I/O callbacks queue up behind them): when the ready queue is not
+empty, a read event only puts the transport on the I/O ready list, served after the callbacks.
+
 Datagrams are received with ``recvfrom_into`` into one scratch buffer per thread and copied out at
 their real size: asking ``recvfrom`` for 256 KiB allocates (and shrinks) a 256 KiB object per
 datagram, which costs several times the system call itself.
@@ -82,8 +86,12 @@ def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> Non
         fut.set_result(result)
 
 
-class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport):
-    """A UDP or Unix datagram socket bound to a DatagramProtocol."""
+class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
+    """A UDP or Unix datagram socket bound to a DatagramProtocol.
+
+    Also an ``asyncio.Transport``, as the stdlib's datagram transport is (its stream-only methods
+    raise NotImplementedError there too): code and tests check ``isinstance(tr, Transport)``.
+    """
 
     _is_transport = True
     _queued = False  # on the loop's I/O ready list
@@ -180,7 +188,13 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport):
         if mask & READ_EVENTS:
             self._readable = True
             if self._reading:
-                self._read_ready()
+                if self._loop._ready:
+                    # Callbacks scheduled before this poll run first, as in the stdlib loop
+                    # (code that sends, then creates the future datagram_received resolves,
+                    # relies on it): deliver from the I/O ready list, after them.
+                    self._loop._want_drain(self)
+                else:
+                    self._read_ready()
         if mask & WRITE_EVENTS:
             self._writable = True
             if self._buffer:

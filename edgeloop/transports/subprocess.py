@@ -18,8 +18,10 @@ tries again.
 
 Pipes
 -----
-The child's stdin/stdout/stderr pipes are edgeloop pipe transports (pipes.py), created at once
-with small internal protocols that forward to the transport.
+The child's stdin/stdout/stderr pipes become edgeloop pipe transports (pipes.py) through
+``loop.connect_write_pipe``/``connect_read_pipe``, as in the stdlib (code that wraps those
+methods sees the subprocess pipes too), with small internal protocols forwarding to the
+transport.
 
 Order of the protocol callbacks (the stdlib's)
 ----------------------------------------------
@@ -33,9 +35,10 @@ for it comes before ``process_exited``; the stdlib loop gives no order there.  `
 returns the return code at once after the exit, or else when ``connection_lost`` is called.  Calls
 made before ``connection_made`` are queued and delivered after it.
 
-``close()`` closes the pipes and kills a child that is still running; the transport still reaps
-it and reports ``process_exited`` and ``connection_lost``.  A transport closed while (or after) its
-loop is closed hands the reaping to a daemon thread, so that no zombie is left behind.
+``close()`` closes the pipes and kills a child that is still running (``Popen.poll()`` and
+``Popen.kill()``, like the stdlib); the transport still reaps it and reports ``process_exited``
+and ``connection_lost``.  A transport closed while (or after) its loop is closed hands the reaping
+to a daemon thread, so that no zombie is left behind.
 """
 from __future__ import annotations
 
@@ -61,13 +64,18 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _reap_now(pid: int) -> int | None:
-    """``waitpid(pid, WNOHANG)``: the exit code, or None if the child is still running.  A child
-    reaped by someone else (another waitpid(-1) user) is reported as 255, like the stdlib."""
+def _reap_now(proc: subprocess.Popen) -> int | None:
+    """``waitpid(pid, WNOHANG)``: the exit code, or None if the child is still running.
+
+    A child reaped behind our back by the Popen object itself (``Popen.poll()``, which
+    ``Popen.kill()`` calls) has its code in ``proc.returncode``; one reaped by someone else (a
+    ``waitpid(-1)`` user) is reported as 255, like the stdlib."""
     try:
-        got, status = os.waitpid(pid, os.WNOHANG)
+        got, status = os.waitpid(proc.pid, os.WNOHANG)
     except ChildProcessError:
-        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+        if proc.returncode is not None:
+            return proc.returncode
+        logger.warning("Unknown child process pid %d, will report returncode 255", proc.pid)
         return 255
     if got == 0:
         return None
@@ -87,13 +95,13 @@ def _reap_in_thread(pid: int) -> None:
 class _PidfdWatcher:
     """The handler registered for a child's pidfd: readable once the child has exited."""
 
-    __slots__ = ("fd", "pid", "_loop", "_callback")
+    __slots__ = ("fd", "proc", "_loop", "_callback")
 
-    def __init__(self, loop: Any, pid: int, callback: Any) -> None:
-        self.pid = pid
+    def __init__(self, loop: Any, proc: subprocess.Popen, callback: Any) -> None:
+        self.proc = proc
         self._loop = loop
         self._callback = callback
-        self.fd = os.pidfd_open(pid)  # close-on-exec by definition
+        self.fd = os.pidfd_open(proc.pid)  # close-on-exec by definition
         try:
             loop._poller.register(self.fd, self, EPOLLIN, edge=loop._edge)
         except BaseException:
@@ -101,11 +109,11 @@ class _PidfdWatcher:
             raise
 
     def _on_events(self, mask: int) -> None:
-        returncode = _reap_now(self.pid)
+        returncode = _reap_now(self.proc)
         self.close()
         if returncode is None:
             # Readable but not reapable: cannot happen for a child of ours; never spin on it.
-            _start_thread_watcher(self._loop, self.pid, self._callback)
+            _start_thread_watcher(self._loop, self.proc, self._callback)
             return
         self._callback(returncode)
 
@@ -121,12 +129,14 @@ class _PidfdWatcher:
         self.fd = -1
 
 
-def _start_thread_watcher(loop: Any, pid: int, callback: Any) -> None:
+def _start_thread_watcher(loop: Any, proc: subprocess.Popen, callback: Any) -> None:
     """Fallback: a daemon thread notices the exit (without reaping) and the loop reaps."""
+    pid = proc.pid
+
     def reap_on_loop() -> None:
-        returncode = _reap_now(pid)
+        returncode = _reap_now(proc)
         if returncode is None:  # cannot happen after waitid said it exited; wait again
-            _start_thread_watcher(loop, pid, callback)
+            _start_thread_watcher(loop, proc, callback)
             return
         callback(returncode)
 
@@ -178,8 +188,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
 
     def __init__(self, loop: Any, protocol: asyncio.BaseProtocol, args: Any, shell: bool,
                  stdin: Any, stdout: Any, stderr: Any, bufsize: int,
-                 waiter: asyncio.Future | None = None, extra: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+                 extra: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(extra)
         self._closed = True  # until the child exists: __del__ has nothing to do before that
         self._loop = loop
@@ -189,7 +198,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._returncode: int | None = None
         self._pipes: dict[int, _PipeProtocol] = {}
         self._pending: collections.deque[tuple[Any, tuple[Any, ...]]] | None = collections.deque()
-        self._exit_waiters: list[asyncio.Future] = []
+        self._exit_waiters: list[asyncio.Future] = []   # _wait(): resolved at connection_lost
+        self._exit_futures: list[asyncio.Future] = []   # _wait_exit(): resolved at the exit
         self._finished = False
         self._pidfd: _PidfdWatcher | None = None
 
@@ -202,37 +212,38 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._extra["subprocess"] = self._proc
         try:
             self._watch_exit()
-            self._connect_pipes()
         except BaseException:
             self.close()
             raise
         if loop.get_debug():
             program = args if isinstance(args, (str, bytes)) else args[0]
             logger.debug("process %r created: pid %s", program, self._pid)
-        loop.call_soon(self._connected, waiter)
 
     def _watch_exit(self) -> None:
         if _HAVE_PIDFD:
             try:
-                self._pidfd = _PidfdWatcher(self._loop, self._pid, self._process_exited)
+                self._pidfd = _PidfdWatcher(self._loop, self._proc, self._process_exited)
                 return
             except OSError:
                 pass  # ENOSYS, EPERM under seccomp, EMFILE...: use the thread
-        _start_thread_watcher(self._loop, self._pid, self._process_exited)
+        _start_thread_watcher(self._loop, self._proc, self._process_exited)
 
-    def _connect_pipes(self) -> None:
+    async def _connect_pipes(self) -> None:
+        """Wrap the child's pipes in pipe transports, through ``loop.connect_*_pipe`` like the
+        stdlib (so that code wrapping those methods sees them), then call connection_made."""
         proc = self._proc
-        for fd, pipe, cls in ((0, proc.stdin, WritePipeTransport),
-                              (1, proc.stdout, ReadPipeTransport),
-                              (2, proc.stderr, ReadPipeTransport)):
+        loop = self._loop
+        for fd, pipe, connect in ((0, proc.stdin, loop.connect_write_pipe),
+                                  (1, proc.stdout, loop.connect_read_pipe),
+                                  (2, proc.stderr, loop.connect_read_pipe)):
             if pipe is None:
                 continue
             proto = _PipeProtocol(self, fd)
-            proto.pipe = cls(self._loop, pipe, proto)
             self._pipes[fd] = proto
+            proto.pipe, _ = await connect(lambda: proto, pipe)
+        self._connected()
 
-    def _connected(self, waiter: asyncio.Future | None) -> None:
-        # Scheduled after the pipe transports' own connection_made callbacks.
+    def _connected(self) -> None:
         try:
             self._protocol.connection_made(self)
         except (SystemExit, KeyboardInterrupt):
@@ -247,8 +258,6 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._loop.call_soon(callback, *args)
         if self._returncode is not None:
             self._report_exit()
-        if waiter is not None and not waiter.cancelled():
-            waiter.set_result(None)
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
@@ -308,14 +317,23 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._closed:
             return
         self._closed = True
-        for proto in self._pipes.values():
-            if proto.pipe is not None:
+        for fd in (0, 1, 2):
+            proto = self._pipes.get(fd)
+            if proto is not None and proto.pipe is not None:
                 proto.pipe.close()
-        if self._proc is not None and self._returncode is None:
+            elif self._proc is not None:
+                # Not wrapped in a transport (yet): close the Popen's file object itself.
+                raw = (self._proc.stdin, self._proc.stdout, self._proc.stderr)[fd]
+                if raw is not None:
+                    raw.close()
+        # Popen.poll() and Popen.kill(), as the stdlib does: a child that has exited is not
+        # signalled even if we have not seen its exit yet (poll() may reap it: _reap_now() then
+        # learns the code from the Popen), and code that wraps Popen.kill() sees the kill.
+        if self._proc is not None and self._returncode is None and self._proc.poll() is None:
             if self._loop.get_debug():
                 logger.warning("Close running child process: kill %r", self)
             try:
-                self.send_signal(signal.SIGKILL)
+                self._proc.kill()
             except (ProcessLookupError, PermissionError):
                 pass
             if self._loop.is_closed():
@@ -357,6 +375,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.returncode = returncode  # reaped by us: Popen must not waitpid again
+        futures, self._exit_futures = self._exit_futures, []
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(returncode)
         if self._loop.get_debug():
             logger.info("%r exited with return code %r", self, returncode)
         if self._pending is None:
@@ -368,8 +390,9 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         # that process_exited() follows the output (up to one read budget per pipe).
         for fd in (1, 2):
             proto = self._pipes.get(fd)
-            if proto is not None and proto.pipe._reading:
-                proto.pipe._read_ready()
+            pipe = None if proto is None else proto.pipe
+            if isinstance(pipe, ReadPipeTransport) and pipe._reading:
+                pipe._read_ready()
         self._exit_reported = True
         self._call(self._protocol.process_exited)
         self._try_finish()
@@ -401,6 +424,14 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         waiter = self._loop.create_future()
         self._exit_waiters.append(waiter)
         return await waiter
+
+    async def _wait_exit(self) -> int:
+        """The return code as soon as the child has exited, pipes or not."""
+        if self._returncode is not None:
+            return self._returncode
+        fut = self._loop.create_future()
+        self._exit_futures.append(fut)
+        return await fut
 
 
 # ---------------------------------------------------------------------- loop methods
@@ -458,15 +489,16 @@ async def subprocess_shell(
 
 async def _start(loop: Any, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
                  stderr: Any, bufsize: int, kwargs: dict[str, Any]) -> SubprocessTransport:
-    waiter = loop.create_future()
     transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
-                                    waiter=waiter, **kwargs)
+                                    **kwargs)
     try:
-        await waiter
+        await transport._connect_pipes()
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException:
+        # Kill and reap the child.  (Not _wait(): it waits for connection_lost, which a transport
+        # that never got its pipes connected does not reach.)
         transport.close()
-        await transport._wait()
+        await transport._wait_exit()
         raise
     return transport
