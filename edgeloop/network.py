@@ -427,18 +427,3 @@ async def create_unix_server(
         await asyncio.sleep(0)
     return server
 
-
-# ---------------------------------------------------------------------- not yet implemented
-
-def _later(what: str) -> Any:
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{what} is not implemented by edgeloop yet")
-    method.__name__ = what
-    return method
-
-
-create_datagram_endpoint = _later("create_datagram_endpoint")
-connect_read_pipe = _later("connect_read_pipe")
-connect_write_pipe = _later("connect_write_pipe")
-subprocess_exec = _later("subprocess_exec")
-subprocess_shell = _later("subprocess_shell")
