@@ -88,6 +88,9 @@ def main(argv: list[str]) -> int:
 
     notes: list[str] = []
     info = machine.describe()
+    busy = machine.busy_note(info)
+    if busy:
+        notes.append(busy)
     print(f"machine: {machine.one_line(info)}", file=sys.stderr)
     with ThreadPoolExecutor(len(wanted)) as pool:
         statuses: list[LoopStatus] = list(pool.map(probe, wanted))

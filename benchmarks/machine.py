@@ -63,3 +63,13 @@ def one_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']} ({info['cpus']} cpus), Linux {info['kernel']}, "
             f"{info['python_impl']} {info['python']}, load average {info['loadavg_at_start']} at start"
             + (f", {info['loadavg_at_end']} at end" if "loadavg_at_end" in info else ""))
+
+
+def busy_note(info: dict[str, Any]) -> str | None:
+    """A warning when other work was loading the machine as the run began."""
+    load = info["loadavg_at_start"][0]
+    cpus = info["cpus_usable"] or 1
+    if load <= 0.5 * cpus:
+        return None
+    return (f"the machine was busy (1-minute load {load} on {cpus} CPUs before the run): absolute "
+            "numbers are depressed and noisy; compare ratios within this run only")

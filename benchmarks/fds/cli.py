@@ -92,6 +92,9 @@ def main(argv: list[str]) -> int:
                      f"skipped, largest N run is {max(fit, default=0)}")
         ns = fit
     info = machine.describe()
+    busy = machine.busy_note(info)
+    if busy:
+        notes.append(busy)
     pinning = Pinning.detect(not args.no_pin)
     print(f"machine: {machine.one_line(info)}", file=sys.stderr)
     modes = ["rounds", "serial"] if args.mode == "both" else [args.mode]
