@@ -39,10 +39,26 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _run(handle: Handle) -> None:
+    loop = handle._loop
+    if loop._debug:
+        loop._run_debug(iter((handle,)).__next__, 1)  # timed: slow callbacks get logged
+    else:
+        handle._run()
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 class FdCallbacks:
     """The handler registered for one descriptor that has a reader and/or a writer callback."""
 
-    __slots__ = ("fd", "reader", "writer", "_poller", "_oneshot")
+    __slots__ = ("fd", "reader", "writer", "_poller", "_oneshot", "ident")
 
     def __init__(self, poller: Any, fd: int) -> None:
         self.fd = fd
@@ -50,6 +66,9 @@ class FdCallbacks:
         self.writer: Handle | None = None
         self._poller = poller
         self._oneshot = EPOLLONESHOT if poller.name == "epoll" else 0
+        # poll/select know descriptors by number only: remember which file we were given, to tell
+        # a stale POLLNVAL (reported before the number was reused and re-added) from a live one.
+        self.ident: tuple[int, int] | None = None
 
     def interest(self) -> int:
         events = 0
@@ -64,12 +83,23 @@ class FdCallbacks:
         if poller.name != "epoll":
             # epoll refuses regular files with EPERM; poll/select would report them ready forever.
             # Refuse them everywhere so that the backends agree.
-            if stat.S_ISREG(os.fstat(self.fd).st_mode):
+            st = os.fstat(self.fd)
+            if stat.S_ISREG(st.st_mode):
                 raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+            self.ident = (st.st_dev, st.st_ino)
         poller.register(self.fd, self, self.interest())
 
+    def refresh(self) -> None:
+        """The caller handed us this fd again (add_reader/add_writer): it names a live file."""
+        if not self._oneshot:
+            self.ident = _identity(self.fd)
+
     def update(self) -> bool:
-        """Apply the current interest; unregister when none is left.  False if the fd is stale."""
+        """Apply the current interest; unregister when none is left.
+
+        False when the registration turns out to be stale: the fd was closed behind our back
+        (EBADF) or its number now names another file (ENOENT).  The caller decides what to do.
+        """
         poller = self._poller
         if poller.handlers.get(self.fd) is not self:
             return False
@@ -81,31 +111,36 @@ class FdCallbacks:
         except OSError as exc:
             if exc.errno not in _STALE_ERRNOS:
                 raise
-            self._drop()
             return False
         return True
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Forget a stale registration: its callbacks belonged to a file that is gone."""
         for handle in (self.reader, self.writer):
             if handle is not None:
                 handle.cancel()
         self.reader = self.writer = None
-        self._poller.unregister(self.fd)
+        if self._poller.handlers.get(self.fd) is self:
+            self._poller.unregister(self.fd)
 
     def _on_events(self, mask: int) -> None:
         if mask & POLLNVAL:
-            self._drop()
+            # Closed behind our back, unless the number was reused and added again since the
+            # poll: then the event is about the old file and the new registration stands.
+            if self.ident is None or _identity(self.fd) != self.ident:
+                self.drop()
             return
         try:
             reader = self.reader
             if reader is not None and mask & READ_EVENTS and not reader._cancelled:
-                reader._run()
+                _run(reader)
             writer = self.writer
             if writer is not None and mask & WRITE_EVENTS and not writer._cancelled:
-                writer._run()
+                _run(writer)
         finally:
-            if self._oneshot:
-                # Re-arm, even when a callback let SystemExit or KeyboardInterrupt escape: the
-                # fd must keep its level semantics for the next run of the loop.  Drops the
-                # entry if the fd was closed behind our back.
-                self.update()
+            if self._oneshot and not self.update():
+                # Re-armed above, even when a callback let SystemExit or KeyboardInterrupt
+                # escape (the fd keeps its level semantics for the next run); failing that, the
+                # fd was closed behind our back.
+                if self._poller.handlers.get(self.fd) is self:
+                    self.drop()

@@ -5,12 +5,17 @@ One iteration (``_run_once``) does, in order:
 1. Choose the poll timeout: zero when callbacks are ready, when a handler was cut off by its
    budget (the I/O ready list) or when the loop is stopping; else the time to the earliest timer
    (the pollers round it *up*, so a near timer never turns into a busy loop); else block.
-2. ``poller.wait(timeout)`` and hand every ``(fd, mask)`` to the descriptor's handler object
-   directly (``handler._on_events(mask)``): no ``Handle`` is allocated per I/O event.
+2. ``poller.wait(timeout)``.
 3. Move due timers to the ready queue (due = deadline within ``clock_resolution`` of now).
 4. Run the callbacks that were ready when this step began; ones they add wait for the next
-   iteration, so a callback that reschedules itself cannot starve I/O or timers.
-5. Serve the I/O ready list: handlers whose read drain ran out of budget.  Edge-triggered epoll
+   iteration, so a callback that reschedules itself cannot starve I/O or timers.  They run
+   before the I/O of step 5, as in asyncio's loop, where I/O handles queue behind them.
+5. Hand every ``(fd, mask)`` from step 2 to the descriptor's handler object directly
+   (``handler._on_events(mask)``): no ``Handle`` is allocated per I/O event.  Protocol callbacks
+   run here; what they schedule (typically the wakeup of a task waiting for the data) runs right
+   after the batch, which saves an iteration per message.  Transports schedule connection_made
+   and connection_lost for the next iteration, as asyncio does.
+6. Serve the I/O ready list: handlers whose read drain ran out of budget.  Edge-triggered epoll
    will not report them again, so they are remembered here until they reach EAGAIN.
 
 The network, socket, server and signal parts of the API live in their own modules; this class
@@ -150,6 +155,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._poller: Poller = poller_cls()
         self._handlers = self._poller.handlers
         self._ready: collections.deque[Handle] = collections.deque()
+        self._next_ready = self._ready  # never swapped; see _call_soon_next
+        self._io_callbacks: collections.deque[Handle] = collections.deque()
         self._io_ready: list[Any] = []
         self._timers = TimerQueue()
         self._stats = Stats()
@@ -286,7 +293,6 @@ class EventLoop(asyncio.AbstractEventLoop):
         ready = self._ready
         timers = self._timers
         stats = self._stats
-        stats.iterations += 1
 
         # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
         # callback and then sees it False knows the loop will find the callback without a wakeup.
@@ -305,30 +311,38 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._polling = False
         stats.polls += 1
 
+        if timers._heap:
+            timers.pop_due(time.monotonic() + self._clock_resolution, ready.append)
+
+        # Callbacks queued before this poll run before the I/O it found: asyncio's loop gets the
+        # same order by queueing I/O handles behind them.  (A coroutine woken in the previous
+        # iteration, say the one awaiting connect_accepted_socket, must resume before a fast
+        # peer's whole exchange is played to its protocol.)
+        ntodo = len(ready)
+        if ntodo:
+            self._run_handles(ready, ntodo)
+
         if events:
             stats.events += len(events)
             handlers = self._handlers
             stale = self._poller.stale
-            for fd, mask in events:
-                # ``stale``: unregistered during this batch; the number may now be someone else's.
-                if stale and fd in stale:
-                    continue
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler._on_events(mask)
-
-        if timers._heap:
-            timers.pop_due(time.monotonic() + self._clock_resolution, ready.append)
-
-        ntodo = len(ready)
-        if self._debug:
-            self._run_ready_debug(ntodo)
-        else:
-            popleft = ready.popleft
-            for _ in range(ntodo):
-                handle = popleft()
-                if not handle._cancelled:
-                    handle._run()
+            # What the protocols schedule while we dispatch (typically the wakeup of a task
+            # waiting for data) is collected apart and run right after the batch, in this
+            # iteration: waiting for the next one would cost an extra poll per message.
+            io_callbacks = self._io_callbacks
+            self._ready = io_callbacks
+            try:
+                for fd, mask in events:
+                    # ``stale``: unregistered since the poll; the number may be someone else's.
+                    if stale and fd in stale:
+                        continue
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler._on_events(mask)
+            finally:
+                self._ready = ready
+            if io_callbacks:
+                self._run_handles(io_callbacks, len(io_callbacks))
 
         if self._io_ready:
             todo = self._io_ready
@@ -336,9 +350,25 @@ class EventLoop(asyncio.AbstractEventLoop):
             for handler in todo:
                 handler._on_ready()
 
-    def _run_ready_debug(self, ntodo: int) -> None:
-        popleft = self._ready.popleft
-        for _ in range(ntodo):
+    def _run_handles(self, queue: collections.deque[Handle], n: int) -> None:
+        """Run the first ``n`` handles of ``queue``; on an escaping BaseException the rest of an
+        I/O batch's callbacks move to the ready queue, so that nothing is lost."""
+        popleft = queue.popleft
+        try:
+            if self._debug:
+                self._run_debug(popleft, n)
+                return
+            for _ in range(n):
+                handle = popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            if queue is not self._ready and queue:
+                self._ready.extend(queue)
+                queue.clear()
+
+    def _run_debug(self, popleft: Callable[[], Handle], n: int) -> None:
+        for _ in range(n):
             handle = popleft()
             if handle._cancelled:
                 continue
@@ -370,6 +400,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         """
         s = self._stats
         out = {name: getattr(s, name) for name in Stats.__slots__}
+        out["iterations"] = s.polls  # one poll per iteration
         out["ctl"] = self._poller.ctl_calls
         out["timers"] = len(self._timers)
         out["fds"] = len(self._handlers)
@@ -397,6 +428,16 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._ready.append(handle)
         return handle
 
+    def _call_soon_next(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Schedule for the next iteration, even from inside an I/O batch (whose own callbacks
+        run right after it).  Transports use it for connection_made and connection_lost, which
+        asyncio runs one iteration after the I/O that caused them; code that stops the loop from
+        connection_lost relies on that order."""
+        self._check_closed()
+        handle = Handle(callback, args, self, None)
+        self._next_ready.append(handle)
+        return handle
+
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
         self._check_closed()
         if self._debug or not callable(callback):
@@ -404,7 +445,10 @@ class EventLoop(asyncio.AbstractEventLoop):
         handle = Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._ready.append(handle)  # deque.append is atomic
+        # The main queue, never the one swapped in while an I/O batch is dispatched: a thread
+        # could append to that one just after the loop finished with it, and nothing would wake
+        # the loop for it.  deque.append is atomic.
+        self._next_ready.append(handle)
         if self._polling:
             self._waker.wake()
         return handle
@@ -665,6 +709,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                 entry.writer = handle
             entry.register()
             return
+        entry.refresh()
         old = entry.reader if reader else entry.writer
         if reader:
             entry.reader = handle
@@ -673,7 +718,13 @@ class EventLoop(asyncio.AbstractEventLoop):
         if old is not None:
             old.cancel()
         if not entry.update():
-            # The fd was closed and reused behind our back: start over with a fresh registration.
+            # The fd was closed (and its number reused) behind our back: the entry's callbacks
+            # belonged to the dead file.  Start over with only the new one.
+            if reader:
+                entry.reader = None
+            else:
+                entry.writer = None
+            entry.drop()
             self._add_fd_callback(fd, handle, reader)
 
     def _remove_fd_handle(self, fd: int, handle: Handle, reader: bool) -> None:

@@ -449,9 +449,6 @@ async def test_remove_reader_after_the_fd_was_closed():
 @pytest.mark.asyncio
 @pytest.mark.timeout(20)
 async def test_fd_number_reused_after_close_without_remove_reader(request):
-    known_bug(request, "a reader on a reused fd number (old fd closed without remove_reader, "
-                       "no dup) never fires, and the loop spins in epoll_ctl",
-              configs=("edge", "level"))
     loop = asyncio.get_running_loop()
     a, b = socket.socketpair()
     fd = a.fileno()

@@ -124,7 +124,7 @@ class StreamTransport(asyncio.Transport):
             loop._poller.register(self._fd, self, EDGE_STREAM, edge=True)
         else:
             loop._poller.register(self._fd, self, 0)
-        loop.call_soon(self._connection_made, waiter)
+        loop._call_soon_next(self._connection_made, waiter)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
@@ -154,8 +154,9 @@ class StreamTransport(asyncio.Transport):
             return
         if not self._closing and not self._paused:
             self._start_reading()
-        if waiter is not None:
-            self._loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        # Resolved here, not through another call_soon: the awaiting coroutine must resume in
+        # the next iteration, before a fast peer's whole exchange can complete behind its back.
+        _set_result_unless_cancelled(waiter, None)
 
     def _start_reading(self) -> None:
         self._reading = True
@@ -555,7 +556,7 @@ class StreamTransport(asyncio.Transport):
         if self._conn_lost:
             return
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop._call_soon_next(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
