@@ -12,12 +12,13 @@ Zero-copy path (plain ``StreamTransport``)
    ``write_eof()`` made during the transfer waits for the file like it waits for buffered data
    (the stdlib would cut the file short).  Write readiness goes to the pump, which calls
    ``os.sendfile`` until the socket is full (edge mode: until the next ``EPOLLOUT``), at most
-   ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast peer cannot starve the loop.  Read
-   readiness is forwarded to the transport: the protocol keeps receiving during the transfer.
+   ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast peer cannot starve the loop.
 
 From the call on, ``write()``/``writelines()`` raise RuntimeError("unable to write; sendfile is in
 progress"), as on the stdlib loop: the transport's methods are shadowed by instance attributes for
-the duration, which costs the ordinary write path nothing.
+the duration, which costs the ordinary write path nothing.  Reading is paused meanwhile, as on the
+stdlib loop (a protocol answering incoming data would hit that RuntimeError); read readiness that
+arrives is remembered by the transport (edge mode), and ``resume_reading`` drains it afterwards.
 
 Afterwards the sentinel is removed, the transport gets its events back and flushes what was
 queued.  The transport's protocol is wrapped for the duration (``_Watch``, a transparent proxy) so
@@ -27,7 +28,7 @@ Fallback (TLS transports, files without a usable descriptor)
 ------------------------------------------------------------
 Read a chunk in the executor, ``transport.write()`` it, and wait whenever the protocol would be
 told to pause writing (the ``_Watch`` proxy sees ``pause_writing``/``resume_writing`` and passes
-them on), so the transport's buffer stays bounded.
+them on), so the transport's buffer stays bounded.  Reading is paused here too.
 
 In both cases the file position is left after the last byte sent, also on error.
 """
@@ -125,7 +126,8 @@ def _fallback_capable(transport: Any) -> bool:
 
 class _Watch(asyncio.Protocol):
     """Stands in for the transport's protocol during a transfer: passes every callback on, and
-    remembers what the transfer needs to know (write pause, connection lost)."""
+    remembers what the transfer needs to know (write pause, connection lost).  It also pauses
+    reading for the transfer and resumes it afterwards if it was on."""
 
     def __init__(self, loop: Any, transport: Any, on_lost: Any = None) -> None:
         self._loop = loop
@@ -135,11 +137,17 @@ class _Watch(asyncio.Protocol):
         self._lost = False
         self._resumed: asyncio.Future[None] | None = None
         self.paused = bool(getattr(transport, "_protocol_paused", False))
+        self._was_reading = transport.is_reading()
+        transport.pause_reading()
         transport.set_protocol(self)
 
     def restore(self) -> None:
-        if self._transport.get_protocol() is self:
-            self._transport.set_protocol(self._protocol)
+        transport = self._transport
+        if transport.get_protocol() is self:
+            transport.set_protocol(self._protocol)
+            if self._was_reading and not self._lost:
+                self._was_reading = False
+                transport.resume_reading()
         if self._resumed is not None and not self._resumed.done():
             self._resumed.cancel()
 

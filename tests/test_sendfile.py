@@ -250,7 +250,7 @@ async def test_sendfile_slow_reader_keeps_loop_responsive(tls, big_file, server_
     bounded (the transfer waits for the peer instead of buffering the file)."""
     path, digest, _ = big_file
     loop = asyncio.get_running_loop()
-    count = 16 << 20
+    count = 32 << 20  # well above what the kernel's socket buffers can absorb
     ctxs = (server_ctx, client_ctx) if tls else (None, None)
     async with pair("tcp", *ctxs, sink_factory=lambda: Sink(pause_after=1 << 20)) as (tr, pr, sink):
         gaps = []
@@ -391,6 +391,10 @@ async def test_write_during_sendfile_is_refused(tmp_path):
             for _ in range(5):
                 await asyncio.sleep(0.01)
             assert not task.done()  # the receiver stopped reading after 1 MB
+            assert not tr.is_reading()  # reading is paused for the transfer
+            sink.transport.write(b"reply")  # ... so this waits in the kernel for now
+            await asyncio.sleep(0.05)
+            assert not pr.data
             with pytest.raises(RuntimeError, match="sendfile is in progress"):
                 tr.write(b"during")
             if not REFERENCE:  # the stdlib's writelines() does not check in every version
@@ -398,6 +402,8 @@ async def test_write_during_sendfile_is_refused(tmp_path):
                     tr.writelines([b"-", b"more"])
             sink.transport.resume_reading()
             assert await asyncio.wait_for(task, 30) == len(body)
+        assert tr.is_reading()
+        assert await pr.wait_bytes(5) == b"reply"
         tr.write(b"after")
         await finish(tr, sink)
         assert bytes(sink.data) == body + b"after"

@@ -577,6 +577,54 @@ async def test_start_tls_server_side_then_echo(server_ctx, client_ctx):
 
 
 @pytest.mark.asyncio
+async def test_start_tls_over_tls(server_ctx, client_ctx):
+    """start_tls on a TLS transport: TLS inside TLS, both ends."""
+    loop = asyncio.get_running_loop()
+    inner_server = loop.create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.pause_reading()  # nothing may reach us before the inner TLS takes over
+            self.pending = b""
+            self.inner = None
+            asyncio.ensure_future(self.upgrade(transport))
+
+        async def upgrade(self, transport):
+            try:
+                self.inner = await loop.start_tls(transport, self, server_ctx, server_side=True)
+                inner_server.set_result(self.inner)
+                if self.pending:
+                    self.inner.write(self.pending.upper())
+            except BaseException as exc:
+                inner_server.set_exception(exc)
+
+        def data_received(self, data):
+            if self.inner is None:
+                self.pending += data  # arrived with the end of the inner handshake
+            else:
+                self.inner.write(data.upper())
+
+        def connection_lost(self, exc):
+            pass
+
+    server = await loop.create_server(Server, "127.0.0.1", 0, ssl=server_ctx)
+    try:
+        tr, pr = await loop.create_connection(Recorder, *server.sockets[0].getsockname(),
+                                              ssl=client_ctx, server_hostname="localhost")
+        inner = await loop.start_tls(tr, pr, client_ctx, server_hostname="localhost")
+        assert inner.get_extra_info("ssl_object") is not tr.get_extra_info("ssl_object")
+        inner.write(b"nested")
+        assert await pr.wait_bytes(6) == b"NESTED"
+        await asyncio.wait_for(inner_server, 10)
+        inner.close()
+        assert await asyncio.wait_for(pr.lost, 10) is None
+        assert pr.lost_count == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
 async def test_start_tls_errors(client_ctx):
     loop = asyncio.get_running_loop()
     server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
@@ -603,10 +651,12 @@ async def test_start_tls_errors(client_ctx):
 async def test_start_tls_bad_certificate(server_ctx):
     loop = asyncio.get_running_loop()
 
+    tasks = []
+
     class Upgrader(asyncio.Protocol):
         def connection_made(self, transport):
-            self.task = asyncio.ensure_future(
-                loop.start_tls(transport, self, server_ctx, server_side=True))
+            tasks.append(asyncio.ensure_future(
+                loop.start_tls(transport, self, server_ctx, server_side=True)))
 
         def connection_lost(self, exc):
             pass
@@ -619,6 +669,9 @@ async def test_start_tls_bad_certificate(server_ctx):
             await loop.start_tls(tr, pr, untrusting, server_hostname="localhost")
         assert tr.is_closing()
         await asyncio.wait_for(pr.lost, 5)
+        # The server's side of the handshake fails too: the client's alert, or the lost connection.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await asyncio.wait_for(tasks[0], 5)
     finally:
         server.close()
         await server.wait_closed()

@@ -535,14 +535,15 @@ class TLSProtocol(asyncio.BufferedProtocol):
         if self._app_state is not _App.CONNECTED:
             return
         self._app_state = _App.EOF
+        protocol = self._app_protocol
         try:
-            keep_open = self._app_protocol.eof_received()
+            keep_open = protocol.eof_received()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return
-        if keep_open:
+        if keep_open and not isinstance(protocol, TLSProtocol):  # (TLS over TLS: ours, no news)
             logger.warning("returning true from eof_received() has no effect when using ssl")
 
     # ------------------------------------------------------------------ application data out
