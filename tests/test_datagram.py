@@ -643,3 +643,14 @@ async def test_callbacks_scheduled_before_arrival_run_before_datagram_received()
     finally:
         sender.close()
         await closed(tr)
+
+
+@pytest.mark.skipif(REFERENCE, reason="the stdlib raises when its loop is closed")
+def test_closing_after_the_loop_is_closed(loop_factory):
+    loop = loop_factory()
+    tr, pr = loop.run_until_complete(
+        loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=LOOPBACK))
+    sock = tr.get_extra_info("socket")
+    loop.close()
+    tr.close()
+    assert sock.fileno() == -1 and tr.is_closing()

@@ -465,3 +465,23 @@ async def test_pty_read_and_write():
             os.close(slave_dup)
         mfile.close()
         sfile.close()
+
+
+@pytest.mark.skipif(REFERENCE, reason="the stdlib raises 'Event loop is closed' here")
+def test_closing_pipes_after_the_loop_is_closed(loop_factory):
+    """close() or abort() after the loop is closed releases the descriptor at once, without
+    callbacks and without raising."""
+    loop = loop_factory()
+    rfile, wfile = os.pipe()
+    rfile, wfile = open(rfile, "rb", buffering=0), open(wfile, "wb", buffering=0)
+
+    async def connect():
+        rtr, _ = await loop.connect_read_pipe(asyncio.Protocol, rfile)
+        wtr, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, wfile)
+        return rtr, wtr
+
+    rtr, wtr = loop.run_until_complete(connect())
+    loop.close()
+    rtr.close()
+    wtr.abort()
+    assert rfile.closed and wfile.closed

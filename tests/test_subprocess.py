@@ -404,3 +404,36 @@ async def test_pidfd_is_registered_in_the_loop_while_the_child_runs():
     proc.kill()
     await asyncio.wait_for(proc.wait(), 10)
     assert loop.stats()["fds"] == fds
+
+
+@edgeloop_only
+def test_loop_closed_under_a_running_child(loop_factory):
+    """The loop is closed while a child runs and nobody closes its transport: collecting the
+    transport kills the child, closes its pipes and pidfd, and a thread reaps it.  (The stdlib's
+    transport raises "Event loop is closed" from __del__ before killing and leaves it running.)"""
+    import gc
+    import time
+    import warnings
+
+    loop = loop_factory()
+
+    async def start():
+        return await asyncio.create_subprocess_exec("sleep", "30", stdin=PIPE, stdout=PIPE)
+
+    proc = loop.run_until_complete(start())
+    pid = proc.pid
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # "unclosed transport": on purpose
+        del proc
+        gc.collect()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)  # racing the reaper thread is fine
+        except ChildProcessError:
+            break
+        if got:
+            break
+        assert time.monotonic() < deadline, "the child was neither killed nor reaped"
+        time.sleep(0.01)

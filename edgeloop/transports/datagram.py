@@ -172,7 +172,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
     def _update_interest(self) -> None:
         """Level mode: read interest while reading, write interest while datagrams wait."""
         events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
-        if events != self._interest and self._sock is not None:
+        if events != self._interest and self._sock is not None and not self._loop.is_closed():
             self._interest = events
             self._loop._poller.modify(self._fd, events)
 
@@ -363,6 +363,11 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
         if self._conn_lost:
             return
         self._conn_lost += 1
+        if self._loop.is_closed():
+            # Nothing will run any more: close the socket now, without callbacks.
+            self._protocol_connected = False
+            self._call_connection_lost(exc)
+            return
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
@@ -373,7 +378,8 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
             sock = self._sock
             if sock is not None:
                 # Unregister before closing: epoll tracks the file description, not the number.
-                self._loop._poller.unregister(self._fd)
+                if not self._loop.is_closed():
+                    self._loop._poller.unregister(self._fd)
                 sock.close()
                 self._sock = None
             self._protocol = None

@@ -109,7 +109,7 @@ class _PipeTransportBase:
 
     def _set_interest(self, events: int) -> None:
         """Level mode: register, modify or unregister so that the poller watches ``events``."""
-        if self._pipe is None:
+        if self._pipe is None or self._loop.is_closed():
             return
         poller = self._loop._poller
         if not events:
@@ -142,6 +142,11 @@ class _PipeTransportBase:
         if self._lost:
             return
         self._lost = True
+        if self._loop.is_closed():
+            # Nothing will run any more (a transport closed by the GC or by the subprocess
+            # transport after the loop): release the descriptor now, without callbacks.
+            self._release()
+            return
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
@@ -150,14 +155,18 @@ class _PipeTransportBase:
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            pipe = self._pipe
-            if pipe is not None:
-                # Unregister before closing: epoll tracks the file description, not the number.
+            self._release()
+
+    def _release(self) -> None:
+        pipe = self._pipe
+        if pipe is not None:
+            # Unregister before closing: epoll tracks the file description, not the number.
+            if not self._loop.is_closed():
                 self._loop._poller.unregister(self._fd)
-                self._registered = False
-                pipe.close()
-                self._pipe = None
-            self._protocol = None
+            self._registered = False
+            pipe.close()
+            self._pipe = None
+        self._protocol = None
 
     def __repr__(self) -> str:
         if self._pipe is None:

@@ -128,6 +128,15 @@ class _PidfdWatcher:
         os.close(self.fd)
         self.fd = -1
 
+    def __del__(self) -> None:
+        # Collected without having fired: the loop was closed under a running child.  Close the
+        # pidfd and leave no zombie (unless the Popen reaped the child: then the pid is not ours).
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            if self.proc.returncode is None:
+                _reap_in_thread(self.proc.pid)
+
 
 def _start_thread_watcher(loop: Any, proc: subprocess.Popen, callback: Any) -> None:
     """Fallback: a daemon thread notices the exit (without reaping) and the loop reaps."""
