@@ -12,8 +12,8 @@ kernel stops telling us we remember ourselves:
   that arrived *before* epoll_wait collected the event raises no further edge, and a read stops
   short in front of it; the event mask carries ``EPOLLRDHUP``/``EPOLLHUP``/``EPOLLERR`` in that
   case, so once such a bit has been seen we read until EOF or EAGAIN (``_hup``).  And the rule is
-  only used for TCP: a Unix stream read also stops short between messages of different senders
-  when credentials are passed.  While it is set and the protocol wants data, we own the job
+  not used on Unix sockets with ``SO_PASSCRED``: their reads also stop short between messages of
+  different senders.  While it is set and the protocol wants data, we own the job
   of reading: a drain stopped by the budget, a pause, or a not-yet-made connection is resumed from
   the loop's I/O ready list (``_on_ready``).
 * ``_writable``: cleared when a send is partial or raises EAGAIN, set again by ``EPOLLOUT``.  A
@@ -45,7 +45,10 @@ from ..poller import (
 
 logger = logging.getLogger("asyncio")
 
-MAX_READ = 256 * 1024
+# 64 KiB, not the 256 KiB of asyncio: CPython allocates the whole size for every recv() and
+# shrinks it after, and above glibc's mmap threshold (128 KiB unless raised by luck) that is an
+# mmap, an mremap and a munmap per read (seen with strace: 5 syscalls per echoed message).
+MAX_READ = 64 * 1024
 HIGH_WATER = 64 * 1024
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
 _HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
@@ -55,6 +58,18 @@ _CONN_LOST_WARN = 5  # writes after the connection is lost before we start loggi
 def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
     if fut is not None and not fut.cancelled():
         fut.set_result(result)
+
+
+def _short_reads_safe(sock: socket.socket) -> bool:
+    """May a short read be taken to mean "the receive queue is empty" on this socket?"""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        return True
+    if sock.family == socket.AF_UNIX and hasattr(socket, "SO_PASSCRED"):
+        try:
+            return not sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED)
+        except OSError:
+            return False
+    return False
 
 
 class StreamTransport(asyncio.Transport):
@@ -79,8 +94,7 @@ class StreamTransport(asyncio.Transport):
         self._stats = loop._stats
         self._edge = loop._edge
         self._budget = loop.read_budget if self._edge else 1
-        self._short_reads = loop.read_policy == "short" and sock.family in (
-            socket.AF_INET, socket.AF_INET6)
+        self._short_reads = loop.read_policy == "short" and _short_reads_safe(sock)
         self._hup = False            # RDHUP/HUP/ERR seen: EOF or an error is queued behind the data
         self._extra["socket"] = sock
         try:
