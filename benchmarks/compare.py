@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks import charts, machine, report, strace_count, workloads
 from benchmarks.loadgen import EchoClient, HttpClient
-from benchmarks.loops import ALL_LOOPS, LoopStatus, probe
+from benchmarks.loops import ALL_LOOPS, DEFAULT_LOOPS, LoopStatus, probe
 from benchmarks.progress import Progress
 from benchmarks.proc import Pinning
 from benchmarks.runner import Config, Runner
@@ -31,7 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compare asyncio event loops (asyncio, uvloop, edgeloop edge/level, rloop) "
                     "on echo, HTTP and in-process workloads.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loops", default=",".join(ALL_LOOPS),
+    p.add_argument("--loops", default=",".join(DEFAULT_LOOPS),
                    help="comma-separated loops to compare (default: %(default)s; the ones not "
                         "installed are skipped with a note)")
     p.add_argument("--full", action="store_true",

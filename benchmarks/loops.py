@@ -14,11 +14,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-ALL_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop")
-DEFAULT_LOOPS = ALL_LOOPS
+ALL_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop", "edge-eagain")
+# ``edge-eagain`` (edge-triggered, reads drain until EAGAIN instead of stopping at a short read)
+# is the alternative read policy, compared on request: ``--loops edge,edge-eagain``.
+DEFAULT_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop")
 EDGELOOP_CONFIGS: dict[str, dict[str, str]] = {
     "edge": {"backend": "epoll", "trigger": "edge"},
     "level": {"backend": "epoll", "trigger": "level"},
+    "edge-eagain": {"backend": "epoll", "trigger": "edge", "read_policy": "eagain"},
 }
 
 
