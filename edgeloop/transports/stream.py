@@ -39,6 +39,7 @@ import os
 import socket
 from typing import Any
 
+from .flowcontrol import WriteFlowControl
 from ..poller import (
     EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
 )
@@ -49,7 +50,6 @@ logger = logging.getLogger("asyncio")
 # shrinks it after, and above glibc's mmap threshold (128 KiB unless raised by luck) that is an
 # mmap, an mremap and a munmap per read (seen with strace: 5 syscalls per echoed message).
 MAX_READ = 64 * 1024
-HIGH_WATER = 64 * 1024
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
 _HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _CONN_LOST_WARN = 5  # writes after the connection is lost before we start logging them
@@ -72,7 +72,7 @@ def _short_reads_safe(sock: socket.socket) -> bool:
     return False
 
 
-class StreamTransport(asyncio.Transport):
+class StreamTransport(WriteFlowControl, asyncio.Transport):
     """A connected stream socket bound to a Protocol or BufferedProtocol."""
 
     _is_transport = True
@@ -126,9 +126,6 @@ class StreamTransport(asyncio.Transport):
         self._protocol_connected = False
         self._buffer: collections.deque[Any] = collections.deque()
         self._buffer_size = 0
-        self._high = HIGH_WATER
-        self._low = HIGH_WATER // 4
-        self._protocol_paused = False
         self._interest = 0
         self._server = server
         if server is not None:
@@ -482,51 +479,8 @@ class StreamTransport(asyncio.Transport):
         if not self._buffer:
             self._shutdown_write()
 
-    # ------------------------------------------------------------------ flow control
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high = high
-        self._low = low
-        self._maybe_pause_protocol()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low, self._high)
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size <= self._high or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler({
-                    "message": "protocol.resume_writing() failed",
-                    "exception": exc, "transport": self, "protocol": self._protocol,
-                })
+    # Flow control (set_write_buffer_limits, get_write_buffer_size, pause/resume_writing) comes
+    # from WriteFlowControl over ``_buffer_size``.
 
     # ------------------------------------------------------------------ closing
 
