@@ -130,6 +130,21 @@ async def test_stdout_and_stderr_and_exit_code():
 
 
 @pytest.mark.asyncio
+async def test_callback_order_holds_for_fast_children():
+    """Short-lived children race their pipes' EOF against their exit: whatever the timing,
+    connection_lost comes last and each pipe's data precedes its pipe_connection_lost."""
+    loop = asyncio.get_running_loop()
+    for _ in range(25):
+        tr, pr = await loop.subprocess_shell(ProcRecorder, "printf out; printf err >&2")
+        await finish(tr, pr)
+        await asyncio.sleep(0)  # anything delivered late would show up now
+        await asyncio.sleep(0)
+        check_order(pr)
+        assert pr.output == {1: b"out", 2: b"err"}
+        assert_reaped(tr.get_pid())
+
+
+@pytest.mark.asyncio
 async def test_ten_megabytes_of_output():
     loop = asyncio.get_running_loop()
     code = ("import hashlib, sys\n"

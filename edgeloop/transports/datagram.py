@@ -13,10 +13,6 @@ datagrams already queued again.
 An empty datagram is a datagram: ``recvfrom`` returning ``b""`` is delivered as
 ``datagram_received(b"", addr)``, never taken for end-of-file (datagram sockets have none).
 
-Callbacks that were already scheduled when the poll returned run before datagrams are delivered,
-as in the stdlib loop (where I/O callbacks queue up behind them): when the ready queue is not
-empty, a read event only puts the transport on the I/O ready list, served after the callbacks.
-
 Datagrams are received with ``recvfrom_into`` into one scratch buffer per thread and copied out at
 their real size: asking ``recvfrom`` for 256 KiB allocates (and shrinks) a 256 KiB object per
 datagram, which costs several times the system call itself.
@@ -188,13 +184,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
         if mask & READ_EVENTS:
             self._readable = True
             if self._reading:
-                if self._loop._ready:
-                    # Callbacks scheduled before this poll run first, as in the stdlib loop
-                    # (code that sends, then creates the future datagram_received resolves,
-                    # relies on it): deliver from the I/O ready list, after them.
-                    self._loop._want_drain(self)
-                else:
-                    self._read_ready()
+                self._read_ready()
         if mask & WRITE_EVENTS:
             self._writable = True
             if self._buffer:

@@ -14,8 +14,6 @@ drains until EAGAIN: unlike stream sockets, a short read is not taken as "draine
 whether a later write raises a new edge depends on the kind of descriptor and on the kernel
 (pipes only wake readers on every write since Linux 5.14; ttys have their own rules).  A drain
 reads at most ``loop.read_budget`` chunks per wakeup and continues from the I/O ready list.
-As for datagrams, callbacks already scheduled when the poll returns run before the data is
-delivered (the stdlib's order): with a non-empty ready queue a read event only queues the drain.
 Reads are 64 KiB (the default pipe capacity): larger ``os.read`` sizes cost a large allocation per
 call for nothing.
 
@@ -239,10 +237,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         if mask & READ_EVENTS:
             self._readable = True
             if self._reading:
-                if self._loop._ready:
-                    self._loop._want_drain(self)  # after the callbacks already scheduled
-                else:
-                    self._read_ready()
+                self._read_ready()
 
     def _on_ready(self) -> None:
         self._queued = False

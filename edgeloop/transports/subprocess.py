@@ -32,8 +32,10 @@ stdout, or close its stdout long before exiting); ``connection_lost(None)`` last
 has exited *and* every pipe is closed.  One refinement: when the exit is seen, the output the
 child left in its pipes is read first (up to one read budget per pipe), so ``pipe_data_received``
 for it comes before ``process_exited``; the stdlib loop gives no order there.  ``_wait()`` (behind ``asyncio.subprocess.Process.wait``)
-returns the return code at once after the exit, or else when ``connection_lost`` is called.  Calls
-made before ``connection_made`` are queued and delivered after it.
+returns the return code at once after the exit, or else when ``connection_lost`` is called.  The
+protocol calls go through one FIFO of the transport's own (held until ``connection_made``), so
+they arrive in the order the transport decided them whatever the loop does with callbacks
+scheduled from I/O handlers and from other callbacks.
 
 ``close()`` closes the pipes and kills a child that is still running (``Popen.poll()`` and
 ``Popen.kill()``, like the stdlib); the transport still reaps it and reports ``process_exited``
@@ -206,7 +208,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._pid: int | None = None
         self._returncode: int | None = None
         self._pipes: dict[int, _PipeProtocol] = {}
-        self._pending: collections.deque[tuple[Any, tuple[Any, ...]]] | None = collections.deque()
+        # Protocol calls, delivered in order by _flush() (see _call); held until connection_made.
+        self._calls: collections.deque[tuple[Any, tuple[Any, ...]]] = collections.deque()
+        self._is_connected = False
+        self._flush_scheduled = False
         self._exit_waiters: list[asyncio.Future] = []   # _wait(): resolved at connection_lost
         self._exit_futures: list[asyncio.Future] = []   # _wait_exit(): resolved at the exit
         self._finished = False
@@ -253,18 +258,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._connected()
 
     def _connected(self) -> None:
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "Exception in callback protocol.connection_made()",
-                "exception": exc, "transport": self, "protocol": self._protocol,
-            })
-        pending, self._pending = self._pending, None
-        for callback, args in pending:
-            self._loop.call_soon(callback, *args)
+        self._is_connected = True
+        self._run_protocol_call(self._protocol.connection_made, (self,))
+        if self._calls:
+            self._schedule_flush()
         if self._returncode is not None:
             self._report_exit()
 
@@ -366,10 +363,40 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     # ------------------------------------------------------------------ events
 
     def _call(self, callback: Any, *args: Any) -> None:
-        if self._pending is not None:
-            self._pending.append((callback, args))
-        else:
-            self._loop.call_soon(callback, *args)
+        """Deliver a protocol call soon, in the order of the _call()s.
+
+        One FIFO of our own rather than one call_soon per call: the loop runs what I/O handlers
+        schedule right after their batch, ahead of what callbacks scheduled earlier in the same
+        iteration, so separate call_soon()s from a pipe's close (a callback) and from the pidfd
+        (an I/O event) could reach the protocol out of order: connection_lost before the last
+        pipe_connection_lost."""
+        self._calls.append((callback, args))
+        if self._is_connected:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        calls = self._calls
+        while calls:
+            callback, args = calls.popleft()
+            self._run_protocol_call(callback, args)
+
+    def _run_protocol_call(self, callback: Any, args: tuple[Any, ...]) -> None:
+        try:
+            callback(*args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # As if the call had been a callback handle of its own: report, carry on.
+            self._loop.call_exception_handler({
+                "message": f"Exception in callback {getattr(callback, '__qualname__', callback)}",
+                "exception": exc, "transport": self, "protocol": self._protocol,
+            })
 
     def _pipe_data_received(self, fd: int, data: bytes) -> None:
         self._call(self._protocol.pipe_data_received, fd, data)
@@ -390,7 +417,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
                 fut.set_result(returncode)
         if self._loop.get_debug():
             logger.info("%r exited with return code %r", self, returncode)
-        if self._pending is None:
+        if self._is_connected:
             self._report_exit()
         # else _connected() reports it, after the output the pipes hold by then
 
