@@ -67,13 +67,11 @@ def _error_text(err: Any) -> tuple[str, str]:
 class EventResult(unittest.TestResult):
     """A TestResult that turns each test into one ``end`` event and re-arms the watchdog."""
 
-    def __init__(self, emit: Emitter, timeout: float, tb_file: IO[str],
-                 hook_ids: set[str]) -> None:
+    def __init__(self, emit: Emitter, timeout: float, tb_file: IO[str]) -> None:
         super().__init__()
         self.emit = emit
         self.timeout = timeout
         self.tb_file = tb_file
-        self.hook_ids = hook_ids
         self._outcome: str = "passed"
         self._msg = ""
         self._tb = ""
@@ -147,6 +145,11 @@ class EventResult(unittest.TestResult):
         self._record("failed", msg="unexpected success of an expectedFailure test")
 
 
+def _cases(suite: unittest.TestSuite) -> list[unittest.TestCase]:
+    """The test cases of a flat suite, as ``loadTestsFromTestCase`` returns it."""
+    return [test for test in suite if isinstance(test, unittest.TestCase)]
+
+
 def collect(spec: selection.ModuleSpec, module: Any, factory: substitute.LoopFactory
             ) -> tuple[list[unittest.TestCase], set[str], list[dict[str, str]]]:
     """All tests of the module's selection, the ids of hook-class tests, and a description."""
@@ -160,7 +163,7 @@ def collect(spec: selection.ModuleSpec, module: Any, factory: substitute.LoopFac
             continue
         cls = substitute.hook_class(hook.name, bases, hook.method, module.__name__, factory,
                                     hook.adapt)
-        found = list(loader.loadTestsFromTestCase(cls))
+        found = _cases(loader.loadTestsFromTestCase(cls))
         tests.extend(found)
         hook_ids.update(short_id(t) for t in found)
         described.append({"class": hook.name, "kind": "hook",
@@ -168,7 +171,7 @@ def collect(spec: selection.ModuleSpec, module: Any, factory: substitute.LoopFac
                                  + (f" ({hook.note})" if hook.note else ""),
                           "tests": str(len(found))})
     for cls in selection.policy_classes(spec, module):
-        found = list(loader.loadTestsFromTestCase(cls))
+        found = _cases(loader.loadTestsFromTestCase(cls))
         tests.extend(found)
         described.append({"class": cls.__name__, "kind": "policy",
                           "how": "default policy's new_event_loop() -> loop under test",
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             emit("plan", tests=plan, classes=described, patched=patched,
                  loop=loops.describe(args.loop), python=sys.version.split()[0])
 
-        result = EventResult(emit, args.timeout, tb_file, hook_ids)
+        result = EventResult(emit, args.timeout, tb_file)
         result._arm()
         try:
             unittest.TestSuite(to_run).run(result)

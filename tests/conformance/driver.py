@@ -68,7 +68,7 @@ class ModuleResult:
     loop: str
     tests: dict[str, TestRecord] = field(default_factory=dict)
     classes: list[dict[str, str]] = field(default_factory=list)
-    fixtures: list[dict[str, str]] = field(default_factory=list)
+    fixtures: list[dict[str, Any]] = field(default_factory=list)
     fatal: str = ""
     wall_timeout: bool = False
     restarts: int = 0
@@ -203,8 +203,10 @@ def _absorb(result: ModuleResult, events: list[dict[str, Any]], planned: list[di
                 event["outcome"], event.get("msg", ""), event.get("tb", ""),
                 event.get("touched", 0), event.get("dur", 0.0))
         elif kind == "fixture":
-            result.fixtures.append({k: event[k] for k in ("id", "msg", "tb") if k in event}
-                                   | ({"skipped": True} if event.get("skipped") else {}))
+            fixture: dict[str, Any] = {k: event[k] for k in ("id", "msg", "tb") if k in event}
+            if event.get("skipped"):
+                fixture["skipped"] = True
+            result.fixtures.append(fixture)
         elif kind == "fatal":
             result.fatal = event["msg"]
     if returncode == 0:

@@ -28,7 +28,8 @@ class Counter:
 COUNTER = Counter()
 
 #: The stdlib loop class, as the default policy builds it (captured before patching).
-STDLIB_FACTORY: LoopFactory = asyncio.unix_events._UnixDefaultEventLoopPolicy._loop_factory
+STDLIB_FACTORY: LoopFactory = (
+    asyncio.unix_events._UnixDefaultEventLoopPolicy._loop_factory)  # type: ignore[attr-defined]
 
 
 def counted(factory: LoopFactory) -> LoopFactory:
@@ -66,7 +67,7 @@ def install(factory: LoopFactory) -> list[str]:
     from test.test_asyncio import utils
 
     policy_cls = asyncio.unix_events._UnixDefaultEventLoopPolicy
-    policy_cls._loop_factory = staticmethod(counted(factory))  # type: ignore[assignment]
+    policy_cls._loop_factory = staticmethod(counted(factory))  # type: ignore[attr-defined]
     original = utils.TestCase.__dict__["close_loop"].__func__
     utils.TestCase.close_loop = staticmethod(  # type: ignore[method-assign]
         _close_loop_without_default_executor(original))
