@@ -37,6 +37,7 @@ import errno
 import os
 import socket
 import stat
+from asyncio.trsock import TransportSocket
 from typing import Any, Callable
 
 from .poller import EPOLLEXCLUSIVE, EPOLLIN, EpollPoller
@@ -243,7 +244,8 @@ class Server(asyncio.AbstractServer):
     def sockets(self) -> tuple[socket.socket, ...]:
         if self._sockets is None:
             return ()
-        return tuple(self._sockets)
+        # asyncio's own wrapper: the socket's queries and options, but not close() or blocking I/O.
+        return tuple(TransportSocket(sock) for sock in self._sockets)
 
     def _start_serving(self) -> None:
         if self._serving or self._sockets is None:

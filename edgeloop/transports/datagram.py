@@ -49,6 +49,7 @@ import collections
 import logging
 import os
 import socket
+from asyncio.trsock import TransportSocket
 import stat
 import threading
 import warnings
@@ -110,7 +111,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
         self._stats = loop._stats
         self._edge = loop._edge
         self._budget = READ_BUDGET if self._edge else 1
-        self._extra["socket"] = sock
+        self._extra["socket"] = TransportSocket(sock)
         self._extra["sockname"] = _sockname(sock)
         if "peername" not in self._extra:
             self._extra["peername"] = _peername(sock)

@@ -37,6 +37,7 @@ import errno
 import logging
 import os
 import socket
+from asyncio.trsock import TransportSocket
 from typing import Any
 
 from .flowcontrol import WriteFlowControl
@@ -96,7 +97,7 @@ class StreamTransport(WriteFlowControl, asyncio.Transport):
         self._budget = loop.read_budget if self._edge else 1
         self._short_reads = loop.read_policy == "short" and _short_reads_safe(sock)
         self._hup = False            # RDHUP/HUP/ERR seen: EOF or an error is queued behind the data
-        self._extra["socket"] = sock
+        self._extra["socket"] = TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
