@@ -33,7 +33,7 @@ async def _echo(stream: SocketStream) -> None:
 
 
 async def main(payload_size: int = 1 << 20) -> dict[str, object]:
-    """Serve echo on a free port, send ``payload_size`` bytes through it, hash a file in a thread."""
+    """Serve echo on a free port, send ``payload_size`` bytes through it, hash them in a thread."""
     payload = bytes(range(256)) * (payload_size // 256)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
