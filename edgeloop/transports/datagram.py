@@ -56,6 +56,7 @@ import warnings
 from typing import Any
 
 from ..poller import EPOLLET, EPOLLIN, EPOLLOUT, READ_EVENTS, WRITE_EVENTS
+from .base import FdTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 
 logger = logging.getLogger("asyncio")
@@ -78,20 +79,12 @@ def _scratch_buffer() -> tuple[bytearray, memoryview]:
     return pair
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
-    if fut is not None and not fut.cancelled():
-        fut.set_result(result)
-
-
-class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
+class DatagramTransport(FdTransport, WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
     """A UDP or Unix datagram socket bound to a DatagramProtocol.
 
     Also an ``asyncio.Transport``, as the stdlib's datagram transport is (its stream-only methods
     raise NotImplementedError there too): code and tests check ``isinstance(tr, Transport)``.
     """
-
-    _is_transport = True
-    _queued = False  # on the loop's I/O ready list
 
     def __init__(
         self,
@@ -131,30 +124,14 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
             loop._poller.register(self._fd, self, EDGE_DGRAM, edge=True)
         else:
             loop._poller.register(self._fd, self, 0)
-        loop.call_soon(self._connection_made, waiter)
+        loop._call_soon_next(self._connection_made, waiter)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
         return f"<{type(self).__name__} fd={self._fd} {state} buffered={self._buffer_size}>"
 
-    # ------------------------------------------------------------------ protocol plumbing
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
     def _connection_made(self, waiter: asyncio.Future | None) -> None:
-        self._protocol_connected = True
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        if not self._make_connection(waiter):
             return
         if not self._closing:
             self._reading = True
@@ -163,8 +140,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
                     self._loop._want_drain(self)  # queued before we listened: no new edge
             else:
                 self._update_interest()
-        if waiter is not None:
-            self._loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        set_result_unless_cancelled(waiter, None)
 
     def _update_interest(self) -> None:
         """Level mode: read interest while reading, write interest while datagrams wait."""
@@ -332,13 +308,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+        self._report_fatal(exc, message)
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
@@ -359,7 +329,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
             self._protocol_connected = False
             self._call_connection_lost(exc)
             return
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop._call_soon_next(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:

@@ -49,6 +49,7 @@ import warnings
 from typing import Any
 
 from ..poller import EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS
+from .base import FdTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 
 logger = logging.getLogger("asyncio")
@@ -66,18 +67,8 @@ def _pipe_kind(fd: int) -> int:
     return stat.S_IFMT(mode)
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
-    if fut is not None and not fut.cancelled():
-        fut.set_result(result)
-
-
-class _PipeTransportBase:
-    """Registration, ``connection_made`` and the close path shared by both directions."""
-
-    _is_transport = True
-    _queued = False
-    _loop: Any
-    _protocol: Any
+class _PipeTransportBase(FdTransport):
+    """Registration and the close path shared by both directions."""
 
     def _setup(self, loop: Any, pipe: Any, protocol: Any, extra: dict[str, Any]) -> int:
         fd = pipe.fileno()
@@ -122,19 +113,8 @@ class _PipeTransportBase:
 
     _interest = 0
 
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
     def is_closing(self) -> bool:
         return self._closing
-
-    def _report(self, exc: BaseException, message: str) -> None:
-        self._loop.call_exception_handler({
-            "message": message, "exception": exc, "transport": self, "protocol": self._protocol,
-        })
 
     def _schedule_lost(self, exc: BaseException | None) -> None:
         if self._lost:
@@ -145,7 +125,7 @@ class _PipeTransportBase:
             # transport after the loop): release the descriptor now, without callbacks.
             self._release()
             return
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop._call_soon_next(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         self._lost = True
@@ -198,25 +178,16 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         # Registered at once in both modes, so that a descriptor the poller refuses fails here.
         self._register(EPOLLIN | EPOLLRDHUP | (EPOLLET if self._edge else 0))
         self._interest = EPOLLIN
-        loop.call_soon(self._connection_made, waiter)
+        loop._call_soon_next(self._connection_made, waiter)
 
     def _connection_made(self, waiter: asyncio.Future | None) -> None:
-        self._protocol_connected = True
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        if not self._make_connection(waiter):
             return
         if self.is_reading():
             self._start_reading()
         elif not self._edge:
             self._set_interest(0)
-        if waiter is not None:
-            self._loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        set_result_unless_cancelled(waiter, None)
 
     def _start_reading(self) -> None:
         self._reading = True
@@ -360,23 +331,14 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             # Registered now so that a refused descriptor fails here; narrowed once connected.
             self._register(EPOLLOUT | (EPOLLIN if self._watch_peer else 0))
             self._interest = EPOLLOUT | (EPOLLIN if self._watch_peer else 0)
-        loop.call_soon(self._connection_made, waiter)
+        loop._call_soon_next(self._connection_made, waiter)
 
     def _connection_made(self, waiter: asyncio.Future | None) -> None:
-        self._protocol_connected = True
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        if not self._make_connection(waiter):
             return
         if not self._edge:
             self._update_interest()
-        if waiter is not None:
-            self._loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        set_result_unless_cancelled(waiter, None)
 
     def _update_interest(self) -> None:
         if self._edge:
@@ -504,11 +466,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
         self._update_interest()
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._report(exc, message)
+        self._report_fatal(exc, message)
         self._close(exc)
 
 

@@ -40,6 +40,7 @@ import socket
 from asyncio.trsock import TransportSocket
 from typing import Any
 
+from .base import FdTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 from ..poller import (
     EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
@@ -56,11 +57,6 @@ _HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _CONN_LOST_WARN = 5  # writes after the connection is lost before we start logging them
 
 
-def _set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
-    if fut is not None and not fut.cancelled():
-        fut.set_result(result)
-
-
 def _short_reads_safe(sock: socket.socket) -> bool:
     """May a short read be taken to mean "the receive queue is empty" on this socket?"""
     if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -73,11 +69,8 @@ def _short_reads_safe(sock: socket.socket) -> bool:
     return False
 
 
-class StreamTransport(WriteFlowControl, asyncio.Transport):
+class StreamTransport(FdTransport, WriteFlowControl, asyncio.Transport):
     """A connected stream socket bound to a Protocol or BufferedProtocol."""
-
-    _is_transport = True
-    _queued = False  # on the loop's I/O ready list
 
     def __init__(
         self,
@@ -148,27 +141,16 @@ class StreamTransport(WriteFlowControl, asyncio.Transport):
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
     def _connection_made(self, waiter: asyncio.Future | None) -> None:
-        # Runs before any _call_connection_lost (both go through call_soon, in order), so the
-        # protocol always hears connection_made first, even of a transport closed at once.
-        self._protocol_connected = True
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        # Runs before any _call_connection_lost (both are scheduled in order), so the protocol
+        # always hears connection_made first, even of a transport closed at once.
+        if not self._make_connection(waiter):
             return
         if not self._closing and not self._paused:
             self._start_reading()
         # Resolved here, not through another call_soon: the awaiting coroutine must resume in
         # the next iteration, before a fast peer's whole exchange can complete behind its back.
-        _set_result_unless_cancelled(waiter, None)
+        set_result_unless_cancelled(waiter, None)
 
     def _start_reading(self) -> None:
         self._reading = True
@@ -502,13 +484,7 @@ class StreamTransport(WriteFlowControl, asyncio.Transport):
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message, "exception": exc, "transport": self, "protocol": self._protocol,
-            })
+        self._report_fatal(exc, message)
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
