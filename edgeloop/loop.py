@@ -52,6 +52,11 @@ _PY312 = sys.version_info >= (3, 12)
 
 
 def _env_debug() -> bool:
+    """The default debug flag: ``-X dev`` or ``PYTHONASYNCIODEBUG``.  asyncio's own answer when it
+    can give one, so that every loop of a process agrees (and tests that patch it see it)."""
+    is_debug = getattr(asyncio.coroutines, "_is_debug_mode", None)
+    if is_debug is not None:
+        return bool(is_debug())
     if sys.flags.dev_mode:
         return True
     return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
