@@ -67,6 +67,36 @@ def test_uvicorn_loop_option_serves_asgi_app():
     assert "Traceback" not in out, out
 
 
+def test_uvicorn_workers_share_the_socket_on_edgeloop():
+    """``--workers 2``: uvicorn binds in the parent and spawns two processes that each serve the
+    inherited socket on their own edgeloop (registered with EPOLLEXCLUSIVE)."""
+    pytest.importorskip("uvicorn")
+    with Child.python("-m", "uvicorn", "asgi_app:app", "--app-dir", str(EXAMPLES),
+                      "--loop", "edgeloop:new_event_loop", "--host", "127.0.0.1",
+                      "--port", "0", "--workers", "2") as child:
+        port = int(child.expect(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1))
+        for _ in range(2):
+            child.expect(r"Application startup complete")
+
+        async def client() -> list[tuple[int, bytes]]:
+            limit = asyncio.Semaphore(16)
+
+            async def one(path: str) -> tuple[int, bytes]:
+                async with limit:
+                    return await http_get(port, path)
+
+            return await asyncio.gather(one("/"), *[one("/pid") for _ in range(400)])
+
+        results = edgeloop.run(client())
+        assert results[0] == (200, LOOP_NAME.encode())
+        assert all(status == 200 for status, _ in results)
+        pids = {body for _, body in results[1:]}
+        assert len(pids) == 2, f"answered by {pids}"
+        child.signal(signal.SIGTERM)
+        assert child.wait() in (0, -signal.SIGTERM), child.output()
+    assert "Traceback" not in child.output(), child.output()
+
+
 # ------------------------------------------------------------------------------- hypercorn
 
 def test_hypercorn_serve_under_edgeloop_run():
