@@ -48,7 +48,7 @@ MICRO_KINDS = ("timers", "call_soon", "sleep0")
 
 def default_set() -> list[Workload]:
     out = [Workload("echo", kind, transport, 1 * KIB, 10) for transport, kind in ECHO_KINDS]
-    out.append(Workload("http", "http", "tcp", 0, 10))
+    out.append(Workload("http", "http", "tcp", 0, 50))
     out += [Workload("micro", kind) for kind in MICRO_KINDS]
     return out
 
@@ -56,7 +56,7 @@ def default_set() -> list[Workload]:
 def full_set() -> list[Workload]:
     out = [Workload("echo", kind, transport, size * KIB, conns)
            for transport, kind in ECHO_KINDS for size in (1, 10, 100) for conns in (10, 100)]
-    out += [Workload("http", "http", "tcp", 0, conns) for conns in (10, 100)]
+    out += [Workload("http", "http", "tcp", 0, conns) for conns in (10, 50, 100)]
     out += [Workload("micro", kind) for kind in MICRO_KINDS]
     return out
 
