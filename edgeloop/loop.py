@@ -325,7 +325,14 @@ class EventLoop(asyncio.AbstractEventLoop):
         # peer's whole exchange is played to its protocol.)
         ntodo = len(ready)
         if ntodo:
-            self._run_handles(ready, ntodo)
+            if self._debug:
+                self._run_handles(ready, ntodo)
+            else:
+                popleft = ready.popleft
+                for _ in range(ntodo):
+                    handle = popleft()
+                    if not handle._cancelled:
+                        handle._run()
 
         if events:
             stats.events += len(events)

@@ -182,7 +182,9 @@ class EpollPoller(Poller):
         # sleeps 1 ms instead of spinning with a zero timeout.
         if timeout is None:
             return self._poll(-1)
-        return self._poll(min(timeout, MAX_TIMEOUT))
+        if timeout > MAX_TIMEOUT:
+            timeout = MAX_TIMEOUT
+        return self._poll(timeout)
 
     def close(self) -> None:
         super().close()
