@@ -662,7 +662,13 @@ class EventLoop(asyncio.AbstractEventLoop):
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            # Run the handler in the context of what failed (a task, or a callback's handle), so
+            # that it sees the same context variables; asyncio does the same from 3.12.
+            run = self._context_of(context)
+            if run is None:
+                handler(self, context)
+            else:
+                run(handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -677,6 +683,16 @@ class EventLoop(asyncio.AbstractEventLoop):
             except BaseException:
                 logger.error("Exception in default exception handler while handling an "
                              "unexpected error in custom exception handler", exc_info=True)
+
+    @staticmethod
+    def _context_of(context: dict[str, Any]) -> Callable[..., Any] | None:
+        for key in ("task", "future", "handle"):
+            source = context.get(key)
+            if source is not None:
+                get_context = getattr(source, "get_context", None)
+                ctx = get_context() if get_context is not None else None
+                return getattr(ctx, "run", None)
+        return None
 
     def get_debug(self) -> bool:
         return self._debug
