@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import itertools
 import os
 import socket
 import stat

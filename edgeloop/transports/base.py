@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from typing import Any
 
 logger = logging.getLogger("asyncio")
@@ -64,3 +65,91 @@ class FdTransport:
                 logger.debug("%r: %s", self, message, exc_info=True)
         else:
             self._report(exc, message)
+
+
+class SocketTransport(FdTransport):
+    """The closing half shared by the stream and datagram transports (one socket each).
+
+    ``close()`` stops reading and lets the write buffer drain; ``abort()`` and fatal errors drop
+    it.  Either way ``connection_lost`` is scheduled once, and the socket is unregistered from
+    the poller *before* it is closed: epoll tracks the file description, not the number.
+    Subclasses provide ``_sock``, ``_fd``, ``_edge``, ``_buffer``, ``_buffer_size``,
+    ``_reading``, ``_closing``, ``_conn_lost`` and ``_update_interest()`` (level mode).
+    """
+
+    _sock: Any
+    _fd: int
+    _edge: bool
+    _buffer: Any
+    _buffer_size: int
+    _reading: bool
+    _closing: bool
+    _conn_lost: int
+
+    def _update_interest(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._reading = False
+        if not self._edge:
+            self._update_interest()
+        if not self._buffer:
+            self._call_connection_lost_soon(None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        self._report_fatal(exc, message)
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+        self._closing = True
+        self._reading = False
+        self._call_connection_lost_soon(exc)
+
+    def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        self._conn_lost += 1
+        if self._loop.is_closed():
+            # Nothing will run any more: close the socket now, without callbacks.
+            self._protocol_connected = False
+            self._call_connection_lost(exc)
+            return
+        self._loop._call_soon_next(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            if sock is not None:
+                if not self._loop.is_closed():
+                    self._loop._poller.unregister(self._fd)
+                sock.close()
+                self._sock = None
+            self._protocol = None
+            self._released()
+
+    def _released(self) -> None:
+        """Hook: the socket is closed and the protocol told."""
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_sock", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            if not self._loop.is_closed():
+                self._loop._poller.unregister(self._fd)
+            self._sock.close()

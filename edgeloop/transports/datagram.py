@@ -52,11 +52,10 @@ import socket
 from asyncio.trsock import TransportSocket
 import stat
 import threading
-import warnings
 from typing import Any
 
 from ..poller import EPOLLET, EPOLLIN, EPOLLOUT, READ_EVENTS, WRITE_EVENTS
-from .base import FdTransport, set_result_unless_cancelled
+from .base import SocketTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 
 logger = logging.getLogger("asyncio")
@@ -79,7 +78,7 @@ def _scratch_buffer() -> tuple[bytearray, memoryview]:
     return pair
 
 
-class DatagramTransport(FdTransport, WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
+class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
     """A UDP or Unix datagram socket bound to a DatagramProtocol.
 
     Also an ``asyncio.Transport``, as the stdlib's datagram transport is (its stream-only methods
@@ -289,68 +288,7 @@ class DatagramTransport(FdTransport, WriteFlowControl, asyncio.DatagramTransport
         if not self._edge:
             self._update_interest()
 
-    # ------------------------------------------------------------------ closing
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._reading = False
-        if not self._edge:
-            self._update_interest()
-        if not self._buffer:
-            self._call_connection_lost_soon(None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        self._report_fatal(exc, message)
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        self._buffer.clear()
-        self._buffer_size = 0
-        self._closing = True
-        self._reading = False
-        self._call_connection_lost_soon(exc)
-
-    def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        self._conn_lost += 1
-        if self._loop.is_closed():
-            # Nothing will run any more: close the socket now, without callbacks.
-            self._protocol_connected = False
-            self._call_connection_lost(exc)
-            return
-        self._loop._call_soon_next(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            sock = self._sock
-            if sock is not None:
-                # Unregister before closing: epoll tracks the file description, not the number.
-                if not self._loop.is_closed():
-                    self._loop._poller.unregister(self._fd)
-                sock.close()
-                self._sock = None
-            self._protocol = None
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_sock", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
-            self._sock.close()
+    # close, abort, fatal errors and connection_lost come from SocketTransport.
 
 
 def _sockname(sock: socket.socket) -> Any:

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import logging
 import os
 import socket
 from asyncio.trsock import TransportSocket
 from typing import Any
 
-from .base import FdTransport, set_result_unless_cancelled
+from .base import SocketTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 from ..poller import (
     EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
@@ -69,7 +68,7 @@ def _short_reads_safe(sock: socket.socket) -> bool:
     return False
 
 
-class StreamTransport(FdTransport, WriteFlowControl, asyncio.Transport):
+class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     """A connected stream socket bound to a Protocol or BufferedProtocol."""
 
     def __init__(
@@ -466,63 +465,10 @@ class StreamTransport(FdTransport, WriteFlowControl, asyncio.Transport):
     # from WriteFlowControl over ``_buffer_size``.
 
     # ------------------------------------------------------------------ closing
+    # close, abort, fatal errors and connection_lost come from SocketTransport.
 
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._reading = False
-        if not self._edge:
-            self._update_interest()
-        if not self._buffer:
-            self._call_connection_lost_soon(None)
-
-    def abort(self) -> None:
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        self._report_fatal(exc, message)
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._buffer:
-            self._buffer.clear()
-            self._buffer_size = 0
-        self._closing = True
-        self._reading = False
-        self._call_connection_lost_soon(exc)
-
-    def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        self._conn_lost += 1
-        self._loop._call_soon_next(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            sock = self._sock
-            if sock is not None:
-                # Unregister before closing: epoll tracks the file description, not the number.
-                self._loop._poller.unregister(self._fd)
-                sock.close()
-                self._sock = None
-            self._protocol = None
-            server = self._server
-            if server is not None:
-                self._server = None
-                server._detach(self)
-
-    def __del__(self, _warn: Any = __import__("warnings").warn) -> None:
-        if getattr(self, "_sock", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
-            self._sock.close()
+    def _released(self) -> None:
+        server = self._server
+        if server is not None:
+            self._server = None
+            server._detach(self)

@@ -55,7 +55,7 @@ import warnings
 from typing import Any
 
 from ..poller import EPOLLIN
-from .pipes import ReadPipeTransport, WritePipeTransport
+from .pipes import ReadPipeTransport
 
 logger = logging.getLogger("asyncio")
 
