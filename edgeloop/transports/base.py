@@ -25,6 +25,8 @@ class FdTransport:
     _is_transport = True   # the loop refuses add_reader/add_writer on our fd
     _queued = False        # on the loop's I/O ready list
     _protocol_connected = False
+    _reading = False
+    _readable = False       # edge mode: data may be waiting in the kernel
     _loop: Any
     _protocol: Any
 
@@ -36,6 +38,16 @@ class FdTransport:
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _read_ready(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _on_ready(self) -> None:
+        """Called from the loop's I/O ready list: continue a read drain that the budget, a pause
+        or a not-yet-made connection cut short (edge mode: no new edge will come for it)."""
+        self._queued = False
+        if self._reading and self._readable:
+            self._read_ready()
 
     def _make_connection(self, waiter: asyncio.Future | None) -> bool:
         """Call ``protocol.connection_made``; False (and the transport failing) if it raised."""

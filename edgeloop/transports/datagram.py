@@ -166,12 +166,6 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
             if self._buffer:
                 self._write_ready()
 
-    def _on_ready(self) -> None:
-        """From the I/O ready list: continue a drain the budget cut short."""
-        self._queued = False
-        if self._reading and self._readable:
-            self._read_ready()
-
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:

@@ -210,11 +210,6 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
             if self._reading:
                 self._read_ready()
 
-    def _on_ready(self) -> None:
-        self._queued = False
-        if self._reading and self._readable:
-            self._read_ready()
-
     def _read_ready(self) -> None:
         read = os.read
         fd = self._fd

@@ -181,12 +181,6 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             if self._buffer:
                 self._write_ready()
 
-    def _on_ready(self) -> None:
-        """Called from the I/O ready list: continue a drain the budget (or a pause) cut short."""
-        self._queued = False
-        if self._reading and self._readable:
-            self._read_ready()
-
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:
