@@ -227,6 +227,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             self._stats.reads += n
 
     def _read_ready_buffered(self) -> None:
+        # The same drain as _read_ready, for a BufferedProtocol (get_buffer + recv_into). Kept
+        # as a second flat loop on purpose: sharing it would put a per-read branch or a call
+        # on the hottest path of both.
         protocol = self._protocol
         recv_into = self._sock.recv_into
         budget = self._budget
