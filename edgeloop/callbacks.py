@@ -18,9 +18,13 @@ import errno
 import os
 import stat
 from asyncio import Handle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .descriptors import HandlerBase
 from .poller import EPOLLIN, EPOLLONESHOT, EPOLLOUT, POLLNVAL, READ_EVENTS, WRITE_EVENTS
+
+if TYPE_CHECKING:
+    from .descriptors import IOServices
 
 _STALE_ERRNOS = (errno.EBADF, errno.ENOENT)
 
@@ -39,14 +43,6 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
-def _run(handle: Handle) -> None:
-    loop = handle._loop
-    if loop._debug:
-        loop._run_debug(iter((handle,)).__next__, 1)  # timed: slow callbacks get logged
-    else:
-        handle._run()
-
-
 def _identity(fd: int) -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)
@@ -55,17 +51,17 @@ def _identity(fd: int) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-class FdCallbacks:
+class FdCallbacks(HandlerBase):
     """The handler registered for one descriptor that has a reader and/or a writer callback."""
 
-    __slots__ = ("fd", "reader", "writer", "_poller", "_oneshot", "ident")
+    __slots__ = ("fd", "reader", "writer", "_io", "_oneshot", "ident")
 
-    def __init__(self, poller: Any, fd: int) -> None:
+    def __init__(self, io: IOServices, fd: int) -> None:
         self.fd = fd
         self.reader: Handle | None = None
         self.writer: Handle | None = None
-        self._poller = poller
-        self._oneshot = EPOLLONESHOT if poller.name == "epoll" else 0
+        self._io = io
+        self._oneshot = EPOLLONESHOT if io.backend == "epoll" else 0
         # poll/select know descriptors by number only: remember which file we were given, to tell
         # a stale POLLNVAL (reported before the number was reused and re-added) from a live one.
         self.ident: tuple[int, int] | None = None
@@ -79,15 +75,14 @@ class FdCallbacks:
         return events | self._oneshot
 
     def register(self) -> None:
-        poller = self._poller
-        if poller.name != "epoll":
+        if self._io.backend != "epoll":
             # epoll refuses regular files with EPERM; poll/select would report them ready forever.
             # Refuse them everywhere so that the backends agree.
             st = os.fstat(self.fd)
             if stat.S_ISREG(st.st_mode):
                 raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
             self.ident = (st.st_dev, st.st_ino)
-        poller.register(self.fd, self, self.interest())
+        self._io.register(self.fd, self, self.interest())
 
     def refresh(self) -> None:
         """The caller handed us this fd again (add_reader/add_writer): it names a live file."""
@@ -100,14 +95,15 @@ class FdCallbacks:
         False when the registration turns out to be stale: the fd was closed behind our back
         (EBADF) or its number now names another file (ENOENT).  The caller decides what to do.
         """
-        poller = self._poller
-        if poller.handlers.get(self.fd) is not self:
+        io = self._io
+        if io.handler_of(self.fd) is not self:
             return False
         if self.reader is None and self.writer is None:
-            poller.unregister(self.fd)
+            io.unregister(self.fd)
             return True
         try:
-            poller.modify(self.fd, self.interest())
+            # Always issued: a one-shot registration that fired must be re-armed.
+            io.rearm(self.fd, self.interest())
         except OSError as exc:
             if exc.errno not in _STALE_ERRNOS:
                 raise
@@ -120,8 +116,8 @@ class FdCallbacks:
             if handle is not None:
                 handle.cancel()
         self.reader = self.writer = None
-        if self._poller.handlers.get(self.fd) is self:
-            self._poller.unregister(self.fd)
+        if self._io.handler_of(self.fd) is self:
+            self._io.unregister(self.fd)
 
     def _on_events(self, mask: int) -> None:
         if mask & POLLNVAL:
@@ -133,14 +129,19 @@ class FdCallbacks:
         try:
             reader = self.reader
             if reader is not None and mask & READ_EVENTS and not reader._cancelled:
-                _run(reader)
+                self._io.run_handle(reader)
             writer = self.writer
             if writer is not None and mask & WRITE_EVENTS and not writer._cancelled:
-                _run(writer)
+                self._io.run_handle(writer)
         finally:
             if self._oneshot and not self.update():
                 # Re-armed above, even when a callback let SystemExit or KeyboardInterrupt
                 # escape (the fd keeps its level semantics for the next run); failing that, the
                 # fd was closed behind our back.
-                if self._poller.handlers.get(self.fd) is self:
+                if self._io.handler_of(self.fd) is self:
                     self.drop()
+
+    def _on_handler_error(self, exc: BaseException) -> None:
+        # Only the bookkeeping can fail here (the callbacks run behind Handle._run's own
+        # barrier): forget the registration rather than risk a descriptor that spins.
+        self.drop()

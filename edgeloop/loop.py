@@ -40,6 +40,7 @@ from typing import Any, Callable, Coroutine
 
 from . import network, sockets
 from .callbacks import FdCallbacks, fileobj_to_fd
+from .descriptors import Handler, HandlerBase, IOServices
 from .poller import BACKENDS, EPOLLIN, Poller, default_backend
 from .signals import SignalHandlers
 from .timers import TimerQueue
@@ -65,14 +66,15 @@ def _env_debug() -> bool:
 class Stats:
     """Per-loop counters, kept as plain attributes so that the hot paths can bump them cheaply."""
 
-    __slots__ = ("iterations", "polls", "events", "reads", "eagain", "cutoffs", "accepts", "writes")
+    # ``iterations`` is not kept apart: each iteration polls once, so it is ``polls``.
+    __slots__ = ("polls", "events", "reads", "eagain", "cutoffs", "accepts", "writes")
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
 
 
-class _Waker:
+class _Waker(HandlerBase):
     """An eventfd that another thread (or a signal) writes to wake a loop blocked in the poller."""
 
     __slots__ = ("fd",)
@@ -156,15 +158,20 @@ class EventLoop(asyncio.AbstractEventLoop):
         self.backend = backend
         self.trigger = trigger
         self.read_policy = read_policy
-        self._edge = trigger == "edge"
         self._poller: Poller = poller_cls()
         self._handlers = self._poller.handlers
+        # The ready queue: what runs in the next iteration.  ``_soon`` is where call_soon()
+        # appends: the ready queue, except while an I/O batch is dispatched, when it is
+        # ``_after_io`` (run right after the batch; see the ordering rule in the docstring).
         self._ready: collections.deque[Handle] = collections.deque()
-        self._next_ready = self._ready  # never swapped; see _call_soon_next
-        self._io_callbacks: collections.deque[Handle] = collections.deque()
-        self._io_ready: list[Any] = []
+        self._after_io: collections.deque[Handle] = collections.deque()
+        self._soon = self._ready
+        # Events of a batch interrupted by SystemExit/KeyboardInterrupt, served next run.
+        self._leftover: list[tuple[int, int]] = []
         self._timers = TimerQueue()
         self._stats = Stats()
+        #: The descriptor services: the one door from transports and handlers into the loop.
+        self.io = IOServices(self, self._poller, self._stats)
         self._stopping = False
         self._polling = False
         self._thread_id: int | None = None
@@ -259,7 +266,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             logger.debug("Close %r", self)
         self._closed = True
         self._ready.clear()
-        self._io_ready.clear()
+        self._after_io.clear()
+        self._leftover.clear()
+        self.io.deferred.clear()
         self._timers.clear()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -297,12 +306,15 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _run_once(self) -> None:
         ready = self._ready
         timers = self._timers
-        stats = self._stats
+        io = self.io
+
+        if self._leftover:
+            self._dispatch_leftover()
 
         # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
         # callback and then sees it False knows the loop will find the callback without a wakeup.
         self._polling = True
-        if ready or self._io_ready or self._stopping:
+        if ready or io.deferred or self._stopping:
             timeout: float | None = 0.0
         else:
             when = timers.next_deadline()
@@ -314,7 +326,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                     timeout = 0.0
         events = self._poller.wait(timeout)
         self._polling = False
-        stats.polls += 1
+        self._stats.polls += 1
 
         if timers._heap:
             timers.pop_due(time.monotonic() + self._clock_resolution, ready.append)
@@ -335,32 +347,96 @@ class EventLoop(asyncio.AbstractEventLoop):
                         handle._run()
 
         if events:
-            stats.events += len(events)
-            handlers = self._handlers
-            stale = self._poller.stale
-            # What the protocols schedule while we dispatch (typically the wakeup of a task
-            # waiting for data) is collected apart and run right after the batch, in this
-            # iteration: waiting for the next one would cost an extra poll per message.
-            io_callbacks = self._io_callbacks
-            self._ready = io_callbacks
-            try:
-                for fd, mask in events:
-                    # ``stale``: unregistered since the poll; the number may be someone else's.
-                    if stale and fd in stale:
-                        continue
-                    handler = handlers.get(fd)
-                    if handler is not None:
-                        handler._on_events(mask)
-            finally:
-                self._ready = ready
-            if io_callbacks:
-                self._run_handles(io_callbacks, len(io_callbacks))
+            self._stats.events += len(events)
+            self._dispatch(events)
+            after_io = self._after_io
+            if after_io:
+                self._run_handles(after_io, len(after_io))
 
-        if self._io_ready:
-            todo = self._io_ready
-            self._io_ready = []
-            for handler in todo:
-                handler._on_ready()
+        if io.deferred:
+            todo = io.deferred
+            io.deferred = []
+            self._serve_deferred(todo)
+
+    def _dispatch(self, events: list[tuple[int, int]]) -> None:
+        """Hand each ``(fd, mask)`` to its handler, behind the exception barrier.
+
+        What the handlers schedule meanwhile (typically the wakeup of a task waiting for the
+        data) goes to ``_after_io``, run by the caller right after the batch: waiting for the
+        next iteration would cost an extra poll per message.
+        """
+        handlers = self._handlers
+        stale = self._poller.stale
+        self._soon = self._after_io
+        it = iter(events)
+        try:
+            while True:
+                # A try costs nothing on 3.11+ until something is raised; after a failing
+                # handler the loop goes on with the same iterator, so the rest of the batch is
+                # served in this iteration.
+                try:
+                    for fd, mask in it:
+                        # ``stale``: unregistered since the poll; the number may be someone else's.
+                        if stale and fd in stale:
+                            continue
+                        handler = handlers.get(fd)
+                        if handler is not None:
+                            handler._on_events(mask)
+                    return
+                except (SystemExit, KeyboardInterrupt):
+                    # Nothing is lost: the rest of the batch is served by the next run, and what
+                    # the batch scheduled moves to the ready queue.
+                    self._leftover = list(it)
+                    self._ready.extend(self._after_io)
+                    self._after_io.clear()
+                    raise
+                except BaseException as exc:
+                    self._handler_failed(handler, fd, exc)
+        finally:
+            self._soon = self._ready
+
+    def _dispatch_leftover(self) -> None:
+        """Serve the events of a batch that SystemExit/KeyboardInterrupt cut short.  No poll has
+        happened since, so ``stale`` still tells which of them are out of date."""
+        events, self._leftover = self._leftover, []
+        self._dispatch(events)
+        self._ready.extend(self._after_io)
+        self._after_io.clear()
+
+    def _serve_deferred(self, todo: list[Handler]) -> None:
+        """Call ``_on_deferred`` of each handler on the deferred list, behind the barrier."""
+        it = iter(todo)
+        while True:
+            try:
+                for handler in it:
+                    handler._on_deferred()
+                return
+            except (SystemExit, KeyboardInterrupt):
+                self.io.deferred[:0] = it  # still deferred (their flag is still set)
+                raise
+            except BaseException as exc:
+                handler._deferred = False
+                self._handler_failed(handler, getattr(handler, "_fd", None), exc)
+
+    def _handler_failed(self, handler: Handler, fd: int | None, exc: BaseException) -> None:
+        """An exception escaped a handler: report it, then let the handler release its
+        descriptor (a transport aborts with ``connection_lost(exc)``)."""
+        context: dict[str, Any] = {
+            "message": f"Exception in the I/O handler of fd {fd}",
+            "exception": exc, "handler": handler, "fd": fd,
+        }
+        if handler._is_transport:
+            context["transport"] = handler
+            protocol = getattr(handler, "_protocol", None)
+            if protocol is not None:
+                context["protocol"] = protocol
+        self.call_exception_handler(context)
+        try:
+            handler._on_handler_error(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            logger.error("Exception while aborting the I/O handler of fd %s", fd, exc_info=True)
 
     def _run_handles(self, queue: collections.deque[Handle], n: int) -> None:
         """Run the first ``n`` handles of ``queue``; on an escaping BaseException the rest of an
@@ -368,7 +444,11 @@ class EventLoop(asyncio.AbstractEventLoop):
         popleft = queue.popleft
         try:
             if self._debug:
-                self._run_debug(popleft, n)
+                run = self.io.run_handle
+                for _ in range(n):
+                    handle = popleft()
+                    if not handle._cancelled:
+                        run(handle)
                 return
             for _ in range(n):
                 handle = popleft()
@@ -379,26 +459,9 @@ class EventLoop(asyncio.AbstractEventLoop):
                 self._ready.extend(queue)
                 queue.clear()
 
-    def _run_debug(self, popleft: Callable[[], Handle], n: int) -> None:
-        for _ in range(n):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            self._current_handle = handle
-            t0 = time.monotonic()
-            try:
-                handle._run()
-            finally:
-                self._current_handle = None
-            dt = time.monotonic() - t0
-            if dt >= self.slow_callback_duration:
-                logger.warning("Executing %s took %.3f seconds", handle, dt)
-
-    def _want_drain(self, handler: Any) -> None:
-        """Put a handler on the I/O ready list (once); it is served at the end of the iteration."""
-        if not handler._queued:
-            handler._queued = True
-            self._io_ready.append(handler)
+    def _warn_if_slow(self, handle: Handle, seconds: float) -> None:
+        if seconds >= self.slow_callback_duration:
+            logger.warning("Executing %s took %.3f seconds", handle, seconds)
 
     def stats(self) -> dict[str, int]:
         """Counters since the loop was created: a snapshot for benchmarks and tests.
@@ -437,17 +500,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         handle = Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
-        self._ready.append(handle)
-        return handle
-
-    def _call_soon_next(self, callback: Callable[..., Any], *args: Any) -> Handle:
-        """Schedule for the next iteration, even from inside an I/O batch (whose own callbacks
-        run right after it).  Transports use it for connection_made and connection_lost, which
-        asyncio runs one iteration after the I/O that caused them; code that stops the loop from
-        connection_lost relies on that order."""
-        self._check_closed()
-        handle = Handle(callback, args, self, None)
-        self._next_ready.append(handle)
+        self._soon.append(handle)
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
@@ -460,7 +513,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         # The main queue, never the one swapped in while an I/O batch is dispatched: a thread
         # could append to that one just after the loop finished with it, and nothing would wake
         # the loop for it.  deque.append is atomic.
-        self._next_ready.append(handle)
+        self._ready.append(handle)
         if self._polling:
             self._waker.wake()
         return handle
@@ -708,7 +761,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         handler = self._handlers.get(fd)
         if handler is None or isinstance(handler, FdCallbacks):
             return handler
-        if getattr(handler, "_is_transport", False):
+        if handler._is_transport:
             # Until its connection_lost the transport owns the fd, closing or not.
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {handler!r}")
         raise RuntimeError(f"File descriptor {fd!r} is used internally by the event loop")
@@ -730,7 +783,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _add_fd_callback(self, fd: int, handle: Handle, reader: bool) -> None:
         entry = self._fd_callbacks(fd)
         if entry is None:
-            entry = FdCallbacks(self._poller, fd)
+            entry = FdCallbacks(self.io, fd)
             if reader:
                 entry.reader = handle
             else:

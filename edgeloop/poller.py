@@ -35,7 +35,10 @@ import math
 import os
 import select
 import weakref
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .descriptors import Handler
 
 EPOLLIN: int = getattr(select, "EPOLLIN", 0x001)
 EPOLLOUT: int = getattr(select, "EPOLLOUT", 0x004)
@@ -74,10 +77,6 @@ def _quiet_if_idle(events: int) -> int:
     return events | EPOLLONESHOT
 
 
-class Handler(Protocol):
-    def _on_events(self, mask: int) -> None: ...
-
-
 _live_pollers: "weakref.WeakSet[Poller]" = weakref.WeakSet()
 
 
@@ -97,28 +96,46 @@ class Poller:
     edge_capable = False
 
     def __init__(self) -> None:
-        self.handlers: dict[int, Any] = {}
+        self.handlers: dict[int, Handler] = {}
+        # The mask each descriptor is registered with: the one cache of interest in the loop.
+        self.masks: dict[int, int] = {}
         self.stale: set[int] = set()
         self.forked = False
         self.ctl_calls = 0
         _live_pollers.add(self)
 
-    def register(self, fd: int, handler: Any, events: int, edge: bool = False) -> None:
+    def register(self, fd: int, handler: Handler, events: int, edge: bool = False) -> None:
         if fd in self.handlers:
             raise ValueError(f"file descriptor {fd} is already registered")
+        if edge:
+            events |= EPOLLET
         if not self.forked:
             self.ctl_calls += 1
-            self._register(fd, events | (EPOLLET if edge else 0))
+            self._register(fd, events)
         self.handlers[fd] = handler
+        self.masks[fd] = events
 
     def modify(self, fd: int, events: int, edge: bool = False) -> None:
+        """Set the interest of ``fd``, with a system call even if it is unchanged (a one-shot
+        registration is re-armed that way)."""
+        if edge:
+            events |= EPOLLET
         if not self.forked:
             self.ctl_calls += 1
-            self._modify(fd, events | (EPOLLET if edge else 0))
+            self._modify(fd, events)
+        self.masks[fd] = events
+
+    def set_interest(self, fd: int, events: int, edge: bool = False) -> None:
+        """Set the interest of a registered ``fd``; nothing happens if it is unchanged."""
+        if edge:
+            events |= EPOLLET
+        if self.masks.get(fd) != events and fd in self.handlers:
+            self.modify(fd, events)
 
     def unregister(self, fd: int) -> None:
         if self.handlers.pop(fd, None) is None:
             return
+        self.masks.pop(fd, None)
         self.stale.add(fd)
         if not self.forked:
             self.ctl_calls += 1
@@ -128,7 +145,7 @@ class Poller:
                 if exc.errno not in _IGNORED_ON_UNREGISTER:
                     raise
 
-    def replace_handler(self, fd: int, handler: Any) -> None:
+    def replace_handler(self, fd: int, handler: Handler) -> None:
         self.handlers[fd] = handler
 
     def fileno(self) -> int:
@@ -136,6 +153,7 @@ class Poller:
 
     def close(self) -> None:
         self.handlers.clear()
+        self.masks.clear()
         _live_pollers.discard(self)
 
     # Backend hooks.

@@ -225,7 +225,7 @@ class _FilePump:
     """The descriptor's event handler while a file goes out through ``os.sendfile``."""
 
     _is_transport = True  # add_reader()/add_writer() must refuse the descriptor meanwhile
-    _queued = False
+    _deferred = False
 
     def __init__(self, loop: Any, transport: StreamTransport, fileno: int, offset: int,
                  count: int | None) -> None:
@@ -274,8 +274,12 @@ class _FilePump:
             transport._writable = True
             self._send()
 
-    def _on_ready(self) -> None:
-        self._queued = False
+    def _on_deferred(self) -> None:
+        self._deferred = False
+
+    def _on_handler_error(self, exc: BaseException) -> None:
+        self._transport._force_close(exc)
+        self._fail(exc)
 
     # sending -------------------------------------------------------------------------------
     def _start_sending(self) -> None:

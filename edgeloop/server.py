@@ -38,11 +38,15 @@ import os
 import socket
 import stat
 from asyncio.trsock import TransportSocket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .poller import EPOLLEXCLUSIVE, EPOLLIN, EpollPoller
+from .descriptors import HandlerBase
+from .poller import EPOLLEXCLUSIVE, EPOLLIN
 from .transports import tls as _tls
 from .transports.stream import StreamTransport
+
+if TYPE_CHECKING:
+    from .loop import EventLoop
 
 ACCEPT_RETRY_DELAY = 0.25
 # Register listening sockets with EPOLLEXCLUSIVE on the epoll backend (see the module docstring).
@@ -52,15 +56,14 @@ _RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _TRANSIENT_ERRNOS = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
 
 
-class Acceptor:
+class Acceptor(HandlerBase):
     """The accept loop of one listening socket."""
 
-    _queued = False
-
-    def __init__(self, loop: Any, server: "Server", sock: socket.socket) -> None:
+    def __init__(self, loop: EventLoop, server: "Server", sock: socket.socket) -> None:
         self._loop = loop
+        self._io = loop.io
         self._server = server
-        self._sock = sock
+        self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self._pending = False      # edge mode: the backlog may hold connections
         self._backing_off: asyncio.TimerHandle | None = None
@@ -68,16 +71,15 @@ class Acceptor:
 
     def _register(self) -> bool:
         """Add the listening socket to the loop's poller; True if it is an exclusive waiter."""
-        loop = self._loop
-        poller = loop._poller
-        if EXCLUSIVE_ACCEPT and isinstance(poller, EpollPoller):
+        io = self._io
+        if EXCLUSIVE_ACCEPT and io.backend == "epoll":
             try:
-                poller.register(self._fd, self, EPOLLIN | EPOLLEXCLUSIVE, edge=loop._edge)
+                io.register(self._fd, self, EPOLLIN | EPOLLEXCLUSIVE, edge=io.edge)
                 return True
             except OSError as exc:
                 if exc.errno != errno.EINVAL:  # EINVAL: kernel without EPOLLEXCLUSIVE
                     raise
-        poller.register(self._fd, self, EPOLLIN, edge=loop._edge)
+        io.register(self._fd, self, EPOLLIN, edge=io.edge)
         return False
 
     def _on_events(self, mask: int) -> None:
@@ -85,18 +87,26 @@ class Acceptor:
         if self._backing_off is None:
             self._accept()
 
-    def _on_ready(self) -> None:
-        self._queued = False
+    def _on_deferred(self) -> None:
+        self._deferred = False
         if self._pending and self._backing_off is None and self._sock is not None:
             self._accept()
 
+    def _on_handler_error(self, exc: BaseException) -> None:
+        # Reported by the loop already.  The backlog may still hold connections and, edge
+        # triggered, no new edge will say so: look again after the back-off delay.
+        if self._sock is not None and self._backing_off is None:
+            self._back_off(None)
+
     def _accept(self) -> None:
         loop = self._loop
+        io = self._io
+        assert self._sock is not None
         accept = self._sock.accept
         server = self._server
         accepted = 0
         try:
-            for _ in range(loop.accept_budget):
+            for _ in range(io.accept_budget):
                 try:
                     conn, addr = accept()
                 except (BlockingIOError, InterruptedError):
@@ -114,14 +124,11 @@ class Acceptor:
                     self._back_off(None)
                     return
                 accepted += 1
-                conn.setblocking(False)
                 server._connection_accepted(conn, addr)
             # Budget spent with the backlog possibly non-empty.
-            if loop._edge:
-                loop._stats.cutoffs += 1
-                loop._want_drain(self)
+            io.cut_off(self)
         finally:
-            loop._stats.accepts += accepted
+            io.stats.accepts += accepted
 
     def _back_off(self, exc: OSError | None) -> None:
         loop = self._loop
@@ -131,9 +138,9 @@ class Acceptor:
                 "exception": exc, "socket": self._sock,
             })
         if self._exclusive:
-            loop._poller.unregister(self._fd)  # no EPOLL_CTL_MOD on it; let other workers wake
-        elif not loop._edge:
-            loop._poller.modify(self._fd, 0)  # level mode would report the backlog again at once
+            self._io.unregister(self._fd)  # no EPOLL_CTL_MOD on it; let other workers wake
+        elif not self._io.edge:
+            self._io.set_interest(self._fd, 0)  # level mode would report the backlog at once
         self._backing_off = loop.call_later(ACCEPT_RETRY_DELAY, self._retry)
 
     def _retry(self) -> None:
@@ -142,8 +149,8 @@ class Acceptor:
             return
         if self._exclusive:
             self._exclusive = self._register()
-        elif not self._loop._edge:
-            self._loop._poller.modify(self._fd, EPOLLIN)
+        elif not self._io.edge:
+            self._io.set_interest(self._fd, EPOLLIN)
         # The backlog produced no new edge while we waited: look ourselves.
         self._pending = True
         self._accept()
@@ -154,7 +161,7 @@ class Acceptor:
             self._backing_off = None
         if self._sock is not None:
             if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
+                self._io.unregister(self._fd)
             self._sock.close()
             self._sock = None
 
@@ -162,7 +169,7 @@ class Acceptor:
 class Server(asyncio.AbstractServer):
     def __init__(
         self,
-        loop: Any,
+        loop: EventLoop,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         backlog: int,
@@ -197,23 +204,28 @@ class Server(asyncio.AbstractServer):
     # Connections -------------------------------------------------------------------------
 
     def _connection_accepted(self, conn: socket.socket, addr: Any) -> None:
+        """Build the transport of an accepted connection.  Whatever fails on the way (the
+        protocol factory, the TLS wrapper, the poller refusing the socket: ENOSPC from
+        ``max_user_watches``, select's FD_SETSIZE) closes that socket and is reported; the
+        server keeps accepting, and no half-built transport is left among its clients."""
         loop = self._loop
         try:
+            conn.setblocking(False)
             protocol = self._protocol_factory()
             if self._ssl is not None:
                 protocol = _tls.server_protocol(loop, protocol, self._ssl,
                                                 self._ssl_handshake_timeout,
                                                 self._ssl_shutdown_timeout)
+            StreamTransport(loop, conn, protocol, extra={"peername": addr}, server=self)
         except (SystemExit, KeyboardInterrupt):
+            conn.close()
             raise
         except BaseException as exc:
             conn.close()
             loop.call_exception_handler({
-                "message": "Error in protocol factory of an accepted connection",
-                "exception": exc,
+                "message": "Error while setting up an accepted connection",
+                "exception": exc, "socket": conn, "peername": addr,
             })
-            return
-        StreamTransport(loop, conn, protocol, extra={"peername": addr}, server=self)
 
     def _attach(self, transport: StreamTransport) -> None:
         self._clients.add(transport)

@@ -11,19 +11,25 @@ import errno
 import signal
 import socket
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from .descriptors import HandlerBase
 from .poller import EPOLLIN
+
+if TYPE_CHECKING:
+    from .loop import EventLoop
 
 
 def _noop(signum: int, frame: Any) -> None:
     """Installed as the Python-level handler: the wakeup fd does the work."""
 
 
-class SignalHandlers:
+class SignalHandlers(HandlerBase):
+    """The loop's signal handlers, and the handler of the wakeup socket they arrive on."""
+
     __slots__ = ("_loop", "_handlers", "_rsock", "_wsock")
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: EventLoop) -> None:
         self._loop = loop
         self._handlers: dict[int, asyncio.Handle] = {}
         self._rsock: socket.socket | None = None
@@ -43,7 +49,7 @@ class SignalHandlers:
             self._rsock, self._wsock = socket.socketpair()
             self._rsock.setblocking(False)
             self._wsock.setblocking(False)
-            self._loop._poller.register(self._rsock.fileno(), self, EPOLLIN)
+            self._loop.io.register(self._rsock.fileno(), self, EPOLLIN)
         try:
             signal.set_wakeup_fd(self._wsock.fileno())
         except (ValueError, OSError) as exc:
@@ -97,7 +103,7 @@ class SignalHandlers:
             for signum in data:
                 handle = self._handlers.get(signum)
                 if handle is not None and not handle._cancelled:
-                    self._loop._ready.append(handle)
+                    self._loop.io.schedule(handle)
 
     def _close_wakeup(self) -> None:
         if self._rsock is None:
@@ -108,7 +114,7 @@ class SignalHandlers:
                 signal.set_wakeup_fd(previous)  # someone else's, installed after ours: keep it
         except (ValueError, OSError):
             pass  # not the main thread, or interpreter shutting down
-        self._loop._poller.unregister(self._rsock.fileno())
+        self._loop.io.unregister(self._rsock.fileno())
         self._rsock.close()
         self._wsock.close()
         self._rsock = self._wsock = None

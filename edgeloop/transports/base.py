@@ -1,20 +1,44 @@
-"""What every descriptor-backed transport shares: the protocol it talks to, the
-``connection_made`` call that starts it, and how its errors are reported.
+"""The life of a descriptor-backed transport, shared by every kind (stream, datagram, pipes).
 
-The rest of a transport's life (reading, writing, closing) differs too much between a stream, a
-datagram socket and a pipe to share without hiding it; each transport module keeps that part.
+A transport is a handler in the sense of ``edgeloop.descriptors``: the loop hands it the events
+of its one descriptor, and it reaches the loop only through ``loop.io`` (``self._io``).  What is
+written once here for every kind:
+
+* **Protocol plumbing**: ``set_protocol``/``get_protocol``, the ``connection_made`` call that
+  starts a transport (scheduled with ``io.call_next`` by each constructor), error reporting.
+* **The deferred list**: ``_on_deferred`` continues a read drain that the budget, a pause or a
+  not-yet-made connection cut short (edge mode: no new edge will come for data already queued).
+  Drains call ``io.cut_off(self)`` when their budget runs out.
+* **One close path**, with one set of names for every kind:
+  ``_schedule_connection_lost(exc)`` (once: ``_conn_lost`` becomes non-zero) ->
+  ``_call_connection_lost(exc)`` (the protocol hears ``connection_lost`` once, if it heard
+  ``connection_made``) -> ``_release()`` (unregister the descriptor, *then* close it: epoll
+  tracks the file description, not the number; then the ``_on_released`` hook).
+  ``_force_close(exc)`` is the abort of each kind; it is also what the loop's exception barrier
+  calls (``_on_handler_error``) when an exception escapes one of our handlers.
+* Writes after the end are dropped, counted in ``_dropped_writes`` and logged from the fifth on,
+  as asyncio does.
+
+The reading and writing themselves differ too much between a stream, a datagram socket and a
+pipe to share without hiding them; each transport module keeps that part.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..descriptors import IOServices
+    from ..loop import EventLoop, Stats
 
 logger = logging.getLogger("asyncio")
 
+_DROPPED_WRITES_WARN = 5  # writes after the connection is lost before we start logging them
 
-def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None:
+
+def set_result_unless_cancelled(fut: asyncio.Future[Any] | None, result: Any) -> None:
     if fut is not None and not fut.cancelled():
         fut.set_result(result)
 
@@ -22,34 +46,66 @@ def set_result_unless_cancelled(fut: asyncio.Future | None, result: Any) -> None
 class FdTransport:
     """Mixin for the transports that own one descriptor registered in the loop's poller."""
 
-    _is_transport = True   # the loop refuses add_reader/add_writer on our fd
-    _queued = False        # on the loop's I/O ready list
+    _is_transport = True    # the loop refuses add_reader/add_writer on our fd
+    _deferred = False       # on the loop's deferred list
     _protocol_connected = False
     _reading = False
     _readable = False       # edge mode: data may be waiting in the kernel
-    _loop: Any
+    _closing = False
+    _conn_lost = 0          # non-zero once connection_lost is scheduled (or called)
+    _dropped_writes = 0
+    _DROPPED_WRITE_WARNING = "socket.send() raised exception."
+    _loop: EventLoop
+    _io: IOServices
+    _stats: Stats
     _protocol: Any
+    _fd: int
+
+    def _attach_loop(self, loop: EventLoop) -> None:
+        """Take what the transport needs from the loop: its services and counters."""
+        self._loop = loop
+        self._io = loop.io
+        self._stats = loop.io.stats
+        self._edge = loop.io.edge
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
+        return self._protocol  # type: ignore[no-any-return]
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def is_closing(self) -> bool:
+        return self._closing
 
+    # Hooks of each kind.
     def _read_ready(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _on_ready(self) -> None:
-        """Called from the loop's I/O ready list: continue a read drain that the budget, a pause
-        or a not-yet-made connection cut short (edge mode: no new edge will come for it)."""
-        self._queued = False
+    def _force_close(self, exc: BaseException | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _take_file(self) -> Any:  # pragma: no cover
+        """Detach and return the object that owns the descriptor (socket or pipe), or None."""
+        raise NotImplementedError
+
+    def _on_released(self) -> None:
+        """Hook: the descriptor is closed and the protocol told."""
+
+    # ------------------------------------------------------------------ the loop's side
+
+    def _on_deferred(self) -> None:
+        """Called from the loop's deferred list: continue a read drain that was cut short."""
+        self._deferred = False
         if self._reading and self._readable:
             self._read_ready()
 
-    def _make_connection(self, waiter: asyncio.Future | None) -> bool:
+    def _on_handler_error(self, exc: BaseException) -> None:
+        """The loop caught ``exc`` escaping our event handler (and reported it): abort."""
+        self._force_close(exc)
+
+    # ------------------------------------------------------------------ starting
+
+    def _make_connection(self, waiter: asyncio.Future[Any] | None) -> bool:
         """Call ``protocol.connection_made``; False (and the transport failing) if it raised."""
         self._protocol_connected = True
         try:
@@ -62,6 +118,12 @@ class FdTransport:
                 waiter.set_exception(exc)
             return False
         return True
+
+    # ------------------------------------------------------------------ errors
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        self._report_fatal(exc, message)
+        self._force_close(exc)
 
     def _report(self, exc: BaseException, message: str) -> None:
         """An error the user should see: through the loop's exception handler."""
@@ -78,31 +140,74 @@ class FdTransport:
         else:
             self._report(exc, message)
 
+    def _drop_write(self) -> None:
+        """A write after the end: dropped, and logged from the fifth on."""
+        self._dropped_writes += 1
+        if self._dropped_writes >= _DROPPED_WRITES_WARN:
+            logger.warning(self._DROPPED_WRITE_WARNING)
+
+    # ------------------------------------------------------------------ the close path
+
+    def _schedule_connection_lost(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        self._conn_lost = 1
+        if self._loop.is_closed():
+            # Nothing will run any more: release the descriptor now, without callbacks.
+            self._protocol_connected = False
+            self._call_connection_lost(exc)
+            return
+        self._io.call_next(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        self._conn_lost = self._conn_lost or 1
+        try:
+            if self._protocol_connected:
+                self._protocol_connected = False
+                self._protocol.connection_lost(exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        file = self._take_file()
+        if file is not None:
+            if not self._loop.is_closed():
+                self._io.unregister(self._fd)
+            file.close()
+        self._protocol = None
+        self._on_released()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        try:
+            file = self._take_file()
+        except AttributeError:
+            return  # construction failed before the descriptor was ours
+        if file is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            if not self._loop.is_closed():
+                self._io.unregister(self._fd)
+            file.close()
+
 
 class SocketTransport(FdTransport):
     """The closing half shared by the stream and datagram transports (one socket each).
 
     ``close()`` stops reading and lets the write buffer drain; ``abort()`` and fatal errors drop
-    it.  Either way ``connection_lost`` is scheduled once, and the socket is unregistered from
-    the poller *before* it is closed: epoll tracks the file description, not the number.
-    Subclasses provide ``_sock``, ``_fd``, ``_edge``, ``_buffer``, ``_buffer_size``,
-    ``_reading``, ``_closing``, ``_conn_lost`` and ``_update_interest()`` (level mode).
+    it.  Subclasses provide ``_sock``, ``_buffer``, ``_buffer_size`` and
+    ``_update_interest()`` (level mode).
     """
 
     _sock: Any
-    _fd: int
     _edge: bool
     _buffer: Any
     _buffer_size: int
-    _reading: bool
-    _closing: bool
-    _conn_lost: int
 
     def _update_interest(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def is_closing(self) -> bool:
-        return self._closing
+    def _take_file(self) -> Any:
+        sock, self._sock = self._sock, None
+        return sock
 
     def close(self) -> None:
         if self._closing:
@@ -112,14 +217,10 @@ class SocketTransport(FdTransport):
         if not self._edge:
             self._update_interest()
         if not self._buffer:
-            self._call_connection_lost_soon(None)
+            self._schedule_connection_lost(None)
 
     def abort(self) -> None:
         self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        self._report_fatal(exc, message)
-        self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
@@ -129,39 +230,4 @@ class SocketTransport(FdTransport):
             self._buffer_size = 0
         self._closing = True
         self._reading = False
-        self._call_connection_lost_soon(exc)
-
-    def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        self._conn_lost += 1
-        if self._loop.is_closed():
-            # Nothing will run any more: close the socket now, without callbacks.
-            self._protocol_connected = False
-            self._call_connection_lost(exc)
-            return
-        self._loop._call_soon_next(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            sock = self._sock
-            if sock is not None:
-                if not self._loop.is_closed():
-                    self._loop._poller.unregister(self._fd)
-                sock.close()
-                self._sock = None
-            self._protocol = None
-            self._released()
-
-    def _released(self) -> None:
-        """Hook: the socket is closed and the protocol told."""
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_sock", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
-            self._sock.close()
+        self._schedule_connection_lost(exc)

@@ -7,7 +7,7 @@ socket, and readiness is remembered in ``_readable``/``_writable``.  The one rul
 streams: **a short read never means drained**.  Every ``recvfrom`` returns exactly one datagram,
 whatever its size, so the only proof that the queue is empty is EAGAIN.  A drain reads up to
 ``READ_BUDGET`` datagrams per wakeup; when the budget runs out the transport goes on the loop's I/O
-ready list (``loop._want_drain``) and continues next iteration, because epoll will not report the
+list (``io.cut_off``) and continues next iteration, because epoll will not report the
 datagrams already queued again.
 
 An empty datagram is a datagram: ``recvfrom`` returning ``b""`` is delivered as
@@ -52,11 +52,14 @@ import socket
 from asyncio.trsock import TransportSocket
 import stat
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..poller import EPOLLET, EPOLLIN, EPOLLOUT, READ_EVENTS, WRITE_EVENTS
 from .base import SocketTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
 
 logger = logging.getLogger("asyncio")
 
@@ -64,7 +67,6 @@ MAX_DATAGRAM = 256 * 1024   # the largest datagram delivered whole (like the std
 READ_BUDGET = 64            # datagrams per wakeup in edge mode
 HEADER_OVERHEAD = 8         # counted per buffered datagram for flow control
 EDGE_DGRAM = EPOLLIN | EPOLLOUT | EPOLLET
-_CONN_LOST_WARN = 5
 
 _scratch = threading.local()
 
@@ -87,21 +89,19 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
 
     def __init__(
         self,
-        loop: Any,
+        loop: EventLoop,
         sock: socket.socket,
         protocol: asyncio.BaseProtocol,
         address: Any = None,
-        waiter: asyncio.Future | None = None,
+        waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(extra)
-        self._loop = loop
+        self._attach_loop(loop)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self._protocol: Any = protocol
         self._address = address  # the remote address sendto() defaults to (and insists on)
-        self._stats = loop._stats
-        self._edge = loop._edge
         self._budget = READ_BUDGET if self._edge else 1
         self._extra["socket"] = TransportSocket(sock)
         self._extra["sockname"] = _sockname(sock)
@@ -117,36 +117,34 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         self._protocol_connected = False
         self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._buffer_size = 0
-        self._interest = 0
 
         if self._edge:
-            loop._poller.register(self._fd, self, EDGE_DGRAM, edge=True)
+            self._io.register(self._fd, self, EDGE_DGRAM)
         else:
-            loop._poller.register(self._fd, self, 0)
-        loop._call_soon_next(self._connection_made, waiter)
+            self._io.register(self._fd, self, 0)
+        self._io.call_next(self._connection_made, waiter)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
         return f"<{type(self).__name__} fd={self._fd} {state} buffered={self._buffer_size}>"
 
-    def _connection_made(self, waiter: asyncio.Future | None) -> None:
+    def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         if not self._make_connection(waiter):
             return
         if not self._closing:
             self._reading = True
             if self._edge:
                 if self._readable:
-                    self._loop._want_drain(self)  # queued before we listened: no new edge
+                    self._io.defer(self)  # queued before we listened: no new edge
             else:
                 self._update_interest()
         set_result_unless_cancelled(waiter, None)
 
     def _update_interest(self) -> None:
         """Level mode: read interest while reading, write interest while datagrams wait."""
-        events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
-        if events != self._interest and self._sock is not None and not self._loop.is_closed():
-            self._interest = events
-            self._loop._poller.modify(self._fd, events)
+        if self._sock is not None and not self._loop.is_closed():
+            events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
+            self._io.set_interest(self._fd, events)
 
     def _protocol_error(self, exc: BaseException, callback: str) -> None:
         self._loop.call_exception_handler({
@@ -196,9 +194,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                 if not self._reading:
                     break  # closed by the protocol
                 if n >= budget:
-                    if self._edge:
-                        self._stats.cutoffs += 1
-                        self._loop._want_drain(self)
+                    self._io.cut_off(self)
                     break
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -227,9 +223,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
         if self._conn_lost:
-            if self._conn_lost >= _CONN_LOST_WARN:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._drop_write()
             return
         if not self._buffer and (self._writable or not self._edge):
             if self._send(data, addr):
@@ -278,7 +272,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         self._maybe_resume_protocol()  # may buffer more
         if not buffer:
             if self._closing:
-                self._call_connection_lost_soon(None)
+                self._schedule_connection_lost(None)
         if not self._edge:
             self._update_interest()
 
@@ -310,7 +304,7 @@ _SOCKET_MODIFIERS = ("local_addr", "remote_addr", "family", "proto", "flags", "r
 
 
 async def create_datagram_endpoint(
-    self: Any, protocol_factory: Any, local_addr: Any = None, remote_addr: Any = None, *,
+    self: EventLoop, protocol_factory: Any, local_addr: Any = None, remote_addr: Any = None, *,
     family: int = 0, proto: int = 0, flags: int = 0, reuse_port: bool | None = None,
     allow_broadcast: bool | None = None, sock: socket.socket | None = None,
 ) -> tuple[asyncio.DatagramTransport, asyncio.BaseProtocol]:

@@ -45,17 +45,19 @@ import errno
 import logging
 import os
 import stat
-import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..poller import EPOLLET, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS
 from .base import FdTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 
+if TYPE_CHECKING:
+    from ..loop import EventLoop
+
 logger = logging.getLogger("asyncio")
 
 MAX_READ = 64 * 1024
-_CONN_LOST_WARN = 5
+_READ_INTEREST = EPOLLIN | EPOLLRDHUP
 _NOT_A_PIPE = "Pipe transport is for pipes/sockets/character devices only."
 
 
@@ -68,83 +70,40 @@ def _pipe_kind(fd: int) -> int:
 
 
 class _PipeTransportBase(FdTransport):
-    """Registration and the close path shared by both directions."""
+    """Registration shared by both directions (the close path is FdTransport's)."""
 
-    def _setup(self, loop: Any, pipe: Any, protocol: Any, extra: dict[str, Any]) -> int:
+    _DROPPED_WRITE_WARNING = "pipe closed by peer or os.write(pipe, data) raised exception."
+    _pipe: Any
+
+    def _setup(self, loop: EventLoop, pipe: Any, protocol: Any, extra: dict[str, Any]) -> int:
         fd = pipe.fileno()
         kind = _pipe_kind(fd)
         extra["pipe"] = pipe
-        self._loop = loop
-        self._pipe: Any = pipe
+        self._attach_loop(loop)
+        self._pipe = pipe
         self._fd = fd
         self._protocol = protocol
-        self._edge = loop._edge
-        self._stats = loop._stats
-        self._closing = False
-        self._lost = False             # connection_lost scheduled or called
-        self._protocol_connected = False
-        self._registered = False
         os.set_blocking(fd, False)
         return kind
 
     def _register(self, events: int) -> None:
+        """Enter the poller, at construction: a descriptor it refuses fails here."""
         try:
-            self._loop._poller.register(self._fd, self, events, edge=self._edge)
+            self._io.register(self._fd, self, events)
         except BaseException:
-            if not self._protocol_connected:
-                self._pipe = None  # refused at construction: the caller keeps its pipe
+            self._pipe = None  # refused: the caller keeps its pipe
             raise
-        self._registered = True
 
     def _set_interest(self, events: int) -> None:
-        """Level mode: register, modify or unregister so that the poller watches ``events``."""
+        """Level mode: watch ``events`` (an empty mask stays registered, quiet: the poller keeps
+        a hung-up idle descriptor from being reported again and again)."""
         if self._pipe is None or self._loop.is_closed():
             return
-        poller = self._loop._poller
-        if not events:
-            if self._registered:
-                self._registered = False
-                poller.unregister(self._fd)
-        elif not self._registered:
-            self._register(events)
-        elif events != self._interest:
-            poller.modify(self._fd, events)
-        self._interest = events
+        self._io.set_interest(self._fd, events)
 
-    _interest = 0
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def _schedule_lost(self, exc: BaseException | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        if self._loop.is_closed():
-            # Nothing will run any more (a transport closed by the GC or by the subprocess
-            # transport after the loop): release the descriptor now, without callbacks.
-            self._release()
-            return
-        self._loop._call_soon_next(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        self._lost = True
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        pipe = self._pipe
-        if pipe is not None:
-            # Unregister before closing: epoll tracks the file description, not the number.
-            if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
-            self._registered = False
-            pipe.close()
-            self._pipe = None
-        self._protocol = None
+    def _take_file(self) -> Any:
+        pipe, self._pipe = self._pipe, None
+        return pipe
 
     def __repr__(self) -> str:
         if self._pipe is None:
@@ -155,32 +114,24 @@ class _PipeTransportBase(FdTransport):
             state = "open"
         return f"<{type(self).__name__} fd={self._fd} {state}>"
 
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        pipe = getattr(self, "_pipe", None)
-        if pipe is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            if not self._loop.is_closed():
-                self._loop._poller.unregister(self._fd)
-            pipe.close()
-
 
 class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
     """The read end of a pipe (or a socket, FIFO or pty) delivering to a Protocol."""
 
-    def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
-                 waiter: asyncio.Future | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, loop: EventLoop, pipe: Any, protocol: asyncio.BaseProtocol,
+                 waiter: asyncio.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._setup(loop, pipe, protocol, self._extra)
         self._paused = False
         self._reading = False
         self._readable = False
-        self._budget = loop.read_budget if self._edge else 1
+        self._budget = self._io.read_budget if self._edge else 1
         # Registered at once in both modes, so that a descriptor the poller refuses fails here.
-        self._register(EPOLLIN | EPOLLRDHUP | (EPOLLET if self._edge else 0))
-        self._interest = EPOLLIN
-        loop._call_soon_next(self._connection_made, waiter)
+        self._register(_READ_INTEREST | (EPOLLET if self._edge else 0))
+        self._io.call_next(self._connection_made, waiter)
 
-    def _connection_made(self, waiter: asyncio.Future | None) -> None:
+    def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         if not self._make_connection(waiter):
             return
         if self.is_reading():
@@ -193,9 +144,9 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         self._reading = True
         if self._edge:
             if self._readable:
-                self._loop._want_drain(self)  # data queued before: no new edge will come
+                self._io.defer(self)  # data queued before: no new edge will come
         else:
-            self._set_interest(EPOLLIN)
+            self._set_interest(_READ_INTEREST)
 
     def _stop_reading(self) -> None:
         self._reading = False
@@ -241,12 +192,17 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                 if not self._reading:
                     break  # paused or closed by the protocol
                 if n >= budget:
-                    if self._edge:
-                        self._stats.cutoffs += 1
-                        self._loop._want_drain(self)
+                    self._io.cut_off(self)
                     break
         finally:
             self._stats.reads += n
+
+    def _read_queued(self) -> None:
+        """Deliver what the pipe already holds (one read budget), if the protocol is reading:
+        the subprocess transport calls it when the child's exit is seen, so that the output
+        the child left behind comes before ``process_exited``."""
+        if self._reading:
+            self._read_ready()
 
     def _eof(self) -> None:
         if self._loop.get_debug():
@@ -254,7 +210,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         self._closing = True
         self._stop_reading()
         self._loop.call_soon(self._eof_received)
-        self._schedule_lost(None)
+        self._schedule_connection_lost(None)
 
     def _eof_received(self) -> None:
         if self._protocol is None:
@@ -289,12 +245,12 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
 
     def close(self) -> None:
         if not self._closing:
-            self._close(None)
+            self._force_close(None)
 
-    def _close(self, exc: BaseException | None) -> None:
+    def _force_close(self, exc: BaseException | None) -> None:
         self._closing = True
         self._stop_reading()
-        self._schedule_lost(exc)
+        self._schedule_connection_lost(exc)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if isinstance(exc, OSError) and exc.errno == errno.EIO:
@@ -303,19 +259,19 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                 logger.debug("%r: %s", self, message, exc_info=True)
         else:
             self._report(exc, message)
-        self._close(exc)
+        self._force_close(exc)
 
 
 class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTransport):
     """The write end of a pipe (or a socket, FIFO or pty) with a write buffer and flow control."""
 
-    def __init__(self, loop: Any, pipe: Any, protocol: asyncio.BaseProtocol,
-                 waiter: asyncio.Future | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, loop: EventLoop, pipe: Any, protocol: asyncio.BaseProtocol,
+                 waiter: asyncio.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         kind = self._setup(loop, pipe, protocol, self._extra)
         self._buffer = bytearray()
         self._writable = True
-        self._conn_lost = 0  # writes attempted after the end
         # A closed read end shows up as EPOLLERR on a pipe or FIFO and as readability on a
         # socket.  A pty reports its own input as readable, so it is not watched that way.
         self._watch_peer = kind in (stat.S_IFIFO, stat.S_IFSOCK)
@@ -325,10 +281,9 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
         else:
             # Registered now so that a refused descriptor fails here; narrowed once connected.
             self._register(EPOLLOUT | (EPOLLIN if self._watch_peer else 0))
-            self._interest = EPOLLOUT | (EPOLLIN if self._watch_peer else 0)
-        loop._call_soon_next(self._connection_made, waiter)
+        self._io.call_next(self._connection_made, waiter)
 
-    def _connection_made(self, waiter: asyncio.Future | None) -> None:
+    def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         if not self._make_connection(waiter):
             return
         if not self._edge:
@@ -339,7 +294,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
         if self._edge:
             return
         events = 0
-        if self._watch_peer and not self._lost:
+        if self._watch_peer and not self._conn_lost:
             events |= EPOLLIN
         if self._buffer:
             events |= EPOLLOUT
@@ -360,11 +315,11 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
                 self._write_ready()
 
     def _peer_closed(self) -> None:
-        if self._lost:
+        if self._conn_lost:
             return
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
-        self._close(BrokenPipeError() if self._buffer else None)
+        self._force_close(BrokenPipeError() if self._buffer else None)
 
     # ------------------------------------------------------------------ writing
 
@@ -377,10 +332,8 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             data = memoryview(data).cast("B")
         if not data:
             return
-        if self._lost or self._closing:
-            if self._conn_lost >= _CONN_LOST_WARN:
-                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
-            self._conn_lost += 1
+        if self._conn_lost or self._closing:
+            self._drop_write()
             return
         if not self._buffer:
             if self._writable or not self._edge:
@@ -391,7 +344,6 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:
-                    self._conn_lost += 1
                     self._fatal_error(exc, "Fatal write error on pipe transport")
                     return
                 self._stats.writes += 1
@@ -417,7 +369,6 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             raise
         except BaseException as exc:
             buffer.clear()
-            self._conn_lost += 1
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
         self._stats.writes += 1
@@ -431,7 +382,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
         if buffer:
             return
         if self._closing:
-            if not self._lost:
+            if not self._conn_lost:
                 self._call_connection_lost(None)
         else:
             self._update_interest()
@@ -444,7 +395,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             return
         self._closing = True
         if not self._buffer:
-            self._schedule_lost(None)
+            self._schedule_connection_lost(None)
             self._update_interest()
 
     def close(self) -> None:
@@ -452,36 +403,32 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             self.write_eof()  # the pipe has nothing else to close
 
     def abort(self) -> None:
-        self._close(None)
+        self._force_close(None)
 
-    def _close(self, exc: BaseException | None) -> None:
+    def _force_close(self, exc: BaseException | None) -> None:
         self._closing = True
         self._buffer.clear()
-        self._schedule_lost(exc)
+        self._schedule_connection_lost(exc)
         self._update_interest()
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        self._report_fatal(exc, message)
-        self._close(exc)
 
 
 # ---------------------------------------------------------------------- loop methods
 #
 # Bound as ``EventLoop.connect_read_pipe`` / ``connect_write_pipe``; ``self`` is the loop.
 
-async def connect_read_pipe(self: Any, protocol_factory: Any,
+async def connect_read_pipe(self: EventLoop, protocol_factory: Any,
                             pipe: Any) -> tuple[asyncio.ReadTransport, asyncio.BaseProtocol]:
     self._check_closed()
     return await _connect(self, ReadPipeTransport, protocol_factory, pipe)
 
 
-async def connect_write_pipe(self: Any, protocol_factory: Any,
+async def connect_write_pipe(self: EventLoop, protocol_factory: Any,
                              pipe: Any) -> tuple[asyncio.WriteTransport, asyncio.BaseProtocol]:
     self._check_closed()
     return await _connect(self, WritePipeTransport, protocol_factory, pipe)
 
 
-async def _connect(loop: Any, cls: type, protocol_factory: Any, pipe: Any) -> Any:
+async def _connect(loop: EventLoop, cls: type, protocol_factory: Any, pipe: Any) -> Any:
     protocol = protocol_factory()
     waiter = loop.create_future()
     transport = cls(loop, pipe, protocol, waiter)

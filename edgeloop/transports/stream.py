@@ -37,13 +37,17 @@ import logging
 import os
 import socket
 from asyncio.trsock import TransportSocket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import SocketTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 from ..poller import (
     EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
 )
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
+    from ..server import Server
 
 logger = logging.getLogger("asyncio")
 
@@ -53,7 +57,6 @@ logger = logging.getLogger("asyncio")
 MAX_READ = 64 * 1024
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
 _HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
-_CONN_LOST_WARN = 5  # writes after the connection is lost before we start logging them
 
 
 def _short_reads_safe(sock: socket.socket) -> bool:
@@ -73,21 +76,20 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
 
     def __init__(
         self,
-        loop: Any,
+        loop: EventLoop,
         sock: socket.socket,
         protocol: asyncio.BaseProtocol,
-        waiter: asyncio.Future | None = None,
+        waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
-        server: Any = None,
+        server: Server | None = None,
     ) -> None:
         super().__init__(extra)
-        self._loop = loop
+        self._attach_loop(loop)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
-        self._stats = loop._stats
-        self._edge = loop._edge
-        self._budget = loop.read_budget if self._edge else 1
-        self._short_reads = loop.read_policy == "short" and _short_reads_safe(sock)
+        io = self._io
+        self._budget = io.read_budget if self._edge else 1
+        self._short_reads = io.read_policy == "short" and _short_reads_safe(sock)
         self._hup = False            # RDHUP/HUP/ERR seen: EOF or an error is queued behind the data
         self._extra["socket"] = TransportSocket(sock)
         try:
@@ -119,16 +121,18 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._protocol_connected = False
         self._buffer: collections.deque[Any] = collections.deque()
         self._buffer_size = 0
-        self._interest = 0
-        self._server = server
-        if server is not None:
-            server._attach(self)
+        self._server: Server | None = None
 
+        # Registered before anything else can refer to us: if the poller refuses the socket
+        # (ENOSPC, select's FD_SETSIZE), the caller still owns it and nothing is left behind.
         if self._edge:
-            loop._poller.register(self._fd, self, EDGE_STREAM, edge=True)
+            io.register(self._fd, self, EDGE_STREAM)
         else:
-            loop._poller.register(self._fd, self, 0)
-        loop._call_soon_next(self._connection_made, waiter)
+            io.register(self._fd, self, 0)
+        if server is not None:
+            self._server = server
+            server._attach(self)
+        io.call_next(self._connection_made, waiter)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
@@ -140,7 +144,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
-    def _connection_made(self, waiter: asyncio.Future | None) -> None:
+    def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         # Runs before any _call_connection_lost (both are scheduled in order), so the protocol
         # always hears connection_made first, even of a transport closed at once.
         if not self._make_connection(waiter):
@@ -156,16 +160,15 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if self._edge:
             if self._readable:
                 # No new edge will come for data that is already queued: drain it ourselves.
-                self._loop._want_drain(self)
+                self._io.defer(self)
         else:
             self._update_interest()
 
     def _update_interest(self) -> None:
         """Level mode: keep the poller's interest equal to what we want to hear about."""
-        events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
-        if events != self._interest and self._sock is not None:
-            self._interest = events
-            self._loop._poller.modify(self._fd, events)
+        if self._sock is not None:
+            events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
+            self._io.set_interest(self._fd, events)
 
     # ------------------------------------------------------------------ events
 
@@ -213,9 +216,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 if not self._reading:
                     break  # paused or closed by the protocol
                 if n >= budget:
-                    if self._edge:
-                        self._stats.cutoffs += 1
-                        self._loop._want_drain(self)
+                    self._io.cut_off(self)
                     break
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -265,9 +266,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 if not self._reading:
                     break
                 if n >= budget:
-                    if self._edge:
-                        self._stats.cutoffs += 1
-                        self._loop._want_drain(self)
+                    self._io.cut_off(self)
                     break
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -328,9 +327,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if not data:
             return
         if self._conn_lost:
-            if self._conn_lost >= _CONN_LOST_WARN:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._drop_write()
             return
         buffer = self._buffer
         if not buffer:
@@ -379,7 +376,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if not chunks:
             return
         if self._conn_lost:
-            self._conn_lost += 1
+            self._drop_write()
             return
         was_empty = not self._buffer
         self._buffer.extend(chunks)
@@ -423,7 +420,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             if not self._edge:
                 self._update_interest()
             if self._closing:
-                self._call_connection_lost_soon(None)
+                self._schedule_connection_lost(None)
             elif self._eof:
                 self._shutdown_write()
         elif not self._edge:
@@ -464,7 +461,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     # ------------------------------------------------------------------ closing
     # close, abort, fatal errors and connection_lost come from SocketTransport.
 
-    def _released(self) -> None:
+    def _on_released(self) -> None:
         server = self._server
         if server is not None:
             self._server = None

@@ -52,10 +52,14 @@ import signal
 import subprocess
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..descriptors import HandlerBase
 from ..poller import EPOLLIN
 from .pipes import ReadPipeTransport
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
 
 logger = logging.getLogger("asyncio")
 
@@ -94,18 +98,18 @@ def _reap_in_thread(pid: int) -> None:
     threading.Thread(target=wait, name=f"edgeloop-reap-{pid}", daemon=True).start()
 
 
-class _PidfdWatcher:
+class _PidfdWatcher(HandlerBase):
     """The handler registered for a child's pidfd: readable once the child has exited."""
 
     __slots__ = ("fd", "proc", "_loop", "_callback")
 
-    def __init__(self, loop: Any, proc: subprocess.Popen, callback: Any) -> None:
+    def __init__(self, loop: EventLoop, proc: subprocess.Popen[Any], callback: Any) -> None:
         self.proc = proc
         self._loop = loop
         self._callback = callback
         self.fd = os.pidfd_open(proc.pid)  # close-on-exec by definition
         try:
-            loop._poller.register(self.fd, self, EPOLLIN, edge=loop._edge)
+            loop.io.register(self.fd, self, EPOLLIN, edge=loop.io.edge)
         except BaseException:
             os.close(self.fd)
             raise
@@ -126,7 +130,7 @@ class _PidfdWatcher:
         if self.fd < 0:
             return
         if not self._loop.is_closed():
-            self._loop._poller.unregister(self.fd)
+            self._loop.io.unregister(self.fd)
         os.close(self.fd)
         self.fd = -1
 
@@ -427,8 +431,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         for fd in (1, 2):
             proto = self._pipes.get(fd)
             pipe = None if proto is None else proto.pipe
-            if isinstance(pipe, ReadPipeTransport) and pipe._reading:
-                pipe._read_ready()
+            if isinstance(pipe, ReadPipeTransport):
+                pipe._read_queued()
         self._exit_reported = True
         self._call(self._protocol.process_exited)
         self._try_finish()

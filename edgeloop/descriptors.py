@@ -1,0 +1,164 @@
+"""The descriptor contract: what the loop and the handlers of its descriptors promise each other.
+
+Design
+------
+The loop's hot path hands every ``(fd, mask)`` the poller reports straight to one *handler*
+object: a transport, the accept loop of a server, the ``add_reader``/``add_writer`` callbacks of a
+descriptor, the signal wakeup socket, a child's pidfd.  No ``Handle`` is allocated per event, so
+this hand-off is the core of the design, and it is declared here rather than left to a friendship
+of private attributes.
+
+The handler's side (``Handler``, a ``typing.Protocol`` that mypy checks):
+
+* ``_on_events(mask)``: the poller reported ``mask`` (epoll bits) for the handler's descriptor.
+  In edge mode this is the only notice the handler gets: it must remember what it could not act
+  on yet (``_readable`` in the transports) or ask to be *deferred* (below).
+* ``_deferred``: True while the handler sits on the loop's *deferred list*.
+* ``_on_deferred()``: called once per iteration for a handler on the deferred list, after the
+  batch of events.  A read drain cut short by its budget, a pause, or a connection not yet made
+  asks for it: edge-triggered epoll will not report the data already queued again, so without
+  the list it would be stranded.  The handler clears ``_deferred`` itself, first thing.
+* ``_on_handler_error(exc)``: the loop caught ``exc`` escaping ``_on_events`` or
+  ``_on_deferred`` (a bug in the handler or in a protocol callback that it does not guard).  The
+  loop has already reported it to its exception handler; the handler releases its descriptor:
+  a transport aborts, with ``connection_lost(exc)``.
+* ``_is_transport``: a transport owns its fd until ``connection_lost``; ``add_reader`` refuses it.
+
+The loop's side (``IOServices``, one per loop, reached as ``loop.io``): the only door from a
+handler into the loop's machinery.  Handlers never touch the loop's private attributes.
+
+* ``register(fd, handler, events, edge=...)`` / ``unregister(fd)``: enter and leave the poller.
+  ``unregister`` is always safe to call (closed or unknown fd), and must come *before* the
+  descriptor is closed: epoll tracks the file description, not the number.
+* ``set_interest(fd, events)``: the one way to change interest (level mode).  The registered mask
+  is cached in one place, the poller; an unchanged mask costs no system call.  ``rearm`` issues
+  the modification whatever the cache says (one-shot registrations need it).
+* ``defer(handler)`` and ``cut_off(handler)``: put a handler on the deferred list; ``cut_off`` is
+  the budget rule every drain shares (edge mode only: in level mode the poller reports the
+  descriptor again by itself).
+* ``call_next(callback, *args)``: schedule for the *next* iteration, even from inside a batch.
+  Transports use it for ``connection_made`` and ``connection_lost``, which asyncio runs one
+  iteration after the I/O that caused them (see the ordering rule in loop.py).
+* ``schedule(handle)``: queue an existing ``Handle`` like ``call_soon`` would (signals).
+* ``run_handle(handle)``: run a ``Handle`` the way the loop runs its ready queue (timed and
+  reported in debug mode).
+* ``edge``, ``read_budget``, ``accept_budget``, ``read_policy``, ``stats``: the settings and the
+  counters handlers bump.
+"""
+from __future__ import annotations
+
+import time
+from asyncio import Handle
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from .loop import EventLoop, Stats
+    from .poller import Poller
+
+
+class Handler(Protocol):
+    """What the loop calls on the handler of a registered descriptor (see the module docstring)."""
+
+    _deferred: bool
+    _is_transport: bool
+
+    def _on_events(self, mask: int) -> None: ...
+
+    def _on_deferred(self) -> None: ...
+
+    def _on_handler_error(self, exc: BaseException) -> None: ...
+
+
+class HandlerBase:
+    """Defaults for handlers that are not transports: never deferred, nothing to abort."""
+
+    __slots__ = ()
+    _deferred = False
+    _is_transport = False
+
+    def _on_events(self, mask: int) -> None:  # pragma: no cover - every handler overrides it
+        raise NotImplementedError
+
+    def _on_deferred(self) -> None:
+        self._deferred = False
+
+    def _on_handler_error(self, exc: BaseException) -> None:
+        """Reported by the loop already; the descriptor stays registered."""
+
+
+class IOServices:
+    """The services a handler may use (see the module docstring); one per loop: ``loop.io``."""
+
+    __slots__ = ("_loop", "_poller", "edge", "read_budget", "accept_budget", "read_policy",
+                 "stats", "deferred")
+
+    def __init__(self, loop: EventLoop, poller: Poller, stats: Stats) -> None:
+        self._loop = loop
+        self._poller = poller
+        self.edge: bool = loop.trigger == "edge"
+        self.read_budget: int = loop.read_budget
+        self.accept_budget: int = loop.accept_budget
+        self.read_policy: str = loop.read_policy
+        self.stats = stats
+        # The deferred list; the loop swaps it for a new one when it serves it.
+        self.deferred: list[Handler] = []
+
+    # registration ---------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self._poller.name
+
+    def register(self, fd: int, handler: Handler, events: int, edge: bool = False) -> None:
+        self._poller.register(fd, handler, events, edge)
+
+    def set_interest(self, fd: int, events: int, edge: bool = False) -> None:
+        self._poller.set_interest(fd, events, edge)
+
+    def rearm(self, fd: int, events: int) -> None:
+        self._poller.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self._poller.unregister(fd)
+
+    def handler_of(self, fd: int) -> Handler | None:
+        return self._poller.handlers.get(fd)
+
+    # the deferred list ----------------------------------------------------------------------
+
+    def defer(self, handler: Handler) -> None:
+        if not handler._deferred:
+            handler._deferred = True
+            self.deferred.append(handler)
+
+    def cut_off(self, handler: Handler) -> None:
+        """A drain stopped by its budget with more possibly queued: continue it next iteration
+        (edge mode; level-triggered pollers report the descriptor again by themselves)."""
+        if self.edge:
+            self.stats.cutoffs += 1
+            self.defer(handler)
+
+    # callbacks ------------------------------------------------------------------------------
+
+    def call_next(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        loop = self._loop
+        loop._check_closed()
+        handle = Handle(callback, args, loop, None)
+        loop._ready.append(handle)
+        return handle
+
+    def schedule(self, handle: Handle) -> None:
+        self._loop._soon.append(handle)
+
+    def run_handle(self, handle: Handle) -> None:
+        loop = self._loop
+        if not loop._debug:
+            handle._run()
+            return
+        loop._current_handle = handle
+        t0 = time.monotonic()
+        try:
+            handle._run()
+        finally:
+            loop._current_handle = None
+        loop._warn_if_slow(handle, time.monotonic() - t0)
