@@ -2,21 +2,50 @@
 
 One iteration (``_run_once``) does, in order:
 
-1. Choose the poll timeout: zero when callbacks are ready, when a handler was cut off by its
-   budget (the I/O ready list) or when the loop is stopping; else the time to the earliest timer
-   (the pollers round it *up*, so a near timer never turns into a busy loop); else block.
+1. Choose the poll timeout: zero when callbacks are ready, when a handler is on the deferred list
+   or when the loop is stopping; else the time to the earliest timer (the pollers round it *up*,
+   so a near timer never turns into a busy loop); else block.
 2. ``poller.wait(timeout)``.
 3. Move due timers to the ready queue (due = deadline within ``clock_resolution`` of now).
-4. Run the callbacks that were ready when this step began; ones they add wait for the next
-   iteration, so a callback that reschedules itself cannot starve I/O or timers.  They run
-   before the I/O of step 5, as in asyncio's loop, where I/O handles queue behind them.
-5. Hand every ``(fd, mask)`` from step 2 to the descriptor's handler object directly
-   (``handler._on_events(mask)``): no ``Handle`` is allocated per I/O event.  Protocol callbacks
-   run here; what they schedule (typically the wakeup of a task waiting for the data) runs right
-   after the batch, which saves an iteration per message.  Transports schedule connection_made
-   and connection_lost for the next iteration, as asyncio does.
-6. Serve the I/O ready list: handlers whose read drain ran out of budget.  Edge-triggered epoll
-   will not report them again, so they are remembered here until they reach EAGAIN.
+4. Run the callbacks that are in the ready queue now (queued before the poll, and the due
+   timers); ones they add wait for the next iteration, so a callback that reschedules itself
+   cannot starve I/O or timers.
+5. Dispatch: hand every ``(fd, mask)`` from step 2 to the descriptor's handler object directly
+   (``handler._on_events(mask)``, the contract of ``edgeloop.descriptors``): no ``Handle`` is
+   allocated per I/O event.  Protocol callbacks run here, behind an exception barrier.
+6. Run what the batch scheduled (``_after_io``).
+7. Serve the deferred list: handlers whose drain was cut short (budget, pause, a connection not
+   yet made).  Edge-triggered epoll will not report them again, so they are remembered until
+   they reach EAGAIN.
+
+The ordering rule (stated here once; the README's list of differences refers to it)
+-----------------------------------------------------------------------------------
+``call_soon`` callbacks run in FIFO order in the iteration after the one that scheduled them,
+with one exception: what an I/O handler schedules while a batch is dispatched (typically the
+wakeup of a task awaiting the data) runs right after that batch, in the same iteration (step 6).
+asyncio would run it one iteration later; doing it now saves a poll per message.  Consequences
+an application can see, compared with asyncio:
+
+* a callback scheduled by the batch overtakes one that a step-4 callback scheduled in the same
+  iteration (that one waits for the next iteration);
+* timers found due after a poll run before the I/O that poll found (asyncio queues the I/O
+  handles first and the due timers behind them, so its timers run after that I/O).
+
+Transports schedule ``connection_made`` and ``connection_lost`` with ``io.call_next``, which
+always means the next iteration, even from inside a batch: asyncio runs them one iteration after
+the I/O that caused them, and code that stops the loop from ``connection_lost`` relies on it.
+The subprocess transport keeps one FIFO for its protocol calls because of the first
+consequence: its calls come both from I/O (the pidfd, the pipes) and from callbacks.
+
+The exception barrier
+---------------------
+An exception escaping ``_on_events`` or ``_on_deferred`` goes to the exception handler (the
+context names the handler and the fd) and the handler releases its descriptor
+(``_on_handler_error``: a transport aborts with ``connection_lost(exc)``); the rest of the batch
+and of the deferred list is served in the same iteration.  ``SystemExit`` and
+``KeyboardInterrupt`` leave ``run_forever`` at once, with nothing lost: the rest of the batch is
+kept (``_leftover``) and served first by the next run, and what the batch had scheduled moves
+to the ready queue.  On Python 3.11+ a ``try`` costs nothing until something is raised.
 
 The network, socket, server and signal parts of the API live in their own modules; this class
 binds them.
@@ -125,7 +154,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     ``EDGELOOP_TRIGGER`` and ``EDGELOOP_READ_POLICY`` set the defaults.
     """
 
-    # Reads per handler per wakeup before it yields to the others (see the I/O ready list).
+    # Reads per handler per wakeup before it yields to the others (see the deferred list).
     read_budget = 16
     accept_budget = 64
 
@@ -469,7 +498,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         ``iterations``, ``polls`` (waits in the poller), ``events`` (``(fd, mask)`` pairs
         delivered), ``ctl`` (register/modify/unregister calls: ``epoll_ctl`` on epoll), ``reads``
         (recv calls by transports), ``eagain`` (reads that found nothing), ``cutoffs`` (drains cut
-        short by the budget, or otherwise deferred to the I/O ready list), ``accepts``,
+        short by the budget, or otherwise put on the deferred list), ``accepts``,
         ``writes`` (send calls by transports), ``timers`` (live scheduled timers),
         ``fds`` (registered descriptors).
         """

@@ -5,7 +5,7 @@ The accept loop
 A listening socket is registered once (edge mode: ``EPOLLIN | EPOLLET``).  An event means "the
 backlog is not empty": we accept until EAGAIN, but at most ``loop.accept_budget`` connections per
 wakeup so that a connection storm cannot starve established connections and timers; a loop cut off
-by the budget goes on the I/O ready list and continues next iteration.
+by the budget goes on the loop's deferred list and continues next iteration.
 
 When accept fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the
 connections stay in the kernel's backlog.  Retrying at once would spin; waiting for another edge

@@ -13,7 +13,7 @@ Like stream.py: the descriptor is registered once and its readiness remembered. 
 drains until EAGAIN: unlike stream sockets, a short read is not taken as "drained", because
 whether a later write raises a new edge depends on the kind of descriptor and on the kernel
 (pipes only wake readers on every write since Linux 5.14; ttys have their own rules).  A drain
-reads at most ``loop.read_budget`` chunks per wakeup and continues from the I/O ready list.
+reads at most ``loop.read_budget`` chunks per wakeup and continues from the loop's deferred list.
 Reads are 64 KiB (the default pipe capacity): larger ``os.read`` sizes cost a large allocation per
 call for nothing.
 

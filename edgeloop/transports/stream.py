@@ -15,7 +15,7 @@ kernel stops telling us we remember ourselves:
   not used on Unix sockets with ``SO_PASSCRED``: their reads also stop short between messages of
   different senders.  While it is set and the protocol wants data, we own the job
   of reading: a drain stopped by the budget, a pause, or a not-yet-made connection is resumed from
-  the loop's I/O ready list (``_on_ready``).
+  the loop's deferred list (``_on_deferred``).
 * ``_writable``: cleared when a send is partial or raises EAGAIN, set again by ``EPOLLOUT``.  A
   write with an empty buffer tries ``send()`` at once unless we know the socket is full.
 
