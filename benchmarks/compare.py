@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from benchmarks import charts, machine, report, strace_count, workloads
 from benchmarks.loadgen import EchoClient, HttpClient
-from benchmarks.loops import ALL_LOOPS, DEFAULT_LOOPS, LoopStatus, probe
+from benchmarks.loops import (ALL_LOOPS, DEFAULT_LOOPS, EDGELOOP_CONFIGS, LoopStatus,
+                              baseline_name, check_baseline, probe)
 from benchmarks.progress import Progress
-from benchmarks.proc import Pinning
+from benchmarks.proc import REPO_ROOT, Pinning
 from benchmarks.runner import Config, Runner
 
 EPILOG = """\
@@ -52,7 +54,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--python-client", action="store_true",
                    help="use the pure-Python echo client even when the C one can be built")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="another checkout of edgeloop (DIR/edgeloop/, e.g. a git worktree of an "
+                        "older commit): every edgeloop loop in --loops also runs as LOOP@base "
+                        "with edgeloop imported from DIR, in the same interleaved rounds")
     return p.parse_args(argv)
+
+
+def _git_rev(path: Path) -> str | None:
+    """``git describe --always --dirty`` of a checkout (None when it is not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rev = out.stdout.strip()
+    return rev if out.returncode == 0 and rev else None
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -85,6 +102,21 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown loop(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
+    baseline = None
+    subjects = wanted
+    if args.baseline is not None:
+        try:
+            baseline = check_baseline(args.baseline)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if not any(x in EDGELOOP_CONFIGS for x in wanted):
+            print(f"--baseline needs an edgeloop loop in --loops ({', '.join(EDGELOOP_CONFIGS)})",
+                  file=sys.stderr)
+            return 2
+        # each baseline subject runs right after its twin in every round
+        subjects = [y for x in wanted
+                    for y in ((x, baseline_name(x)) if x in EDGELOOP_CONFIGS else (x,))]
 
     notes: list[str] = []
     info = machine.describe()
@@ -92,8 +124,9 @@ def main(argv: list[str]) -> int:
     if busy:
         notes.append(busy)
     print(f"machine: {machine.one_line(info)}", file=sys.stderr)
-    with ThreadPoolExecutor(len(wanted)) as pool:
-        statuses: list[LoopStatus] = list(pool.map(probe, wanted))
+    with ThreadPoolExecutor(len(subjects)) as pool:
+        statuses: list[LoopStatus] = list(pool.map(lambda x: probe(x, baseline=baseline),
+                                                   subjects))
     loops = [s.name for s in statuses if s.available]
     for s in statuses:
         if not s.available:
@@ -119,7 +152,7 @@ def main(argv: list[str]) -> int:
         print(f"note: {n}", file=sys.stderr)
 
     progress = Progress(0)
-    runner = Runner(loops, cfg, pinning, echo, http, progress)
+    runner = Runner(loops, cfg, pinning, echo, http, progress, baseline)
     progress.total = runner.steps_per_workload() * len(chosen)
     started = time.monotonic()
     cells = runner.run(chosen)
@@ -131,14 +164,27 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = report.comparison_table(cells)
     ctable = report.counters_table(cells)
+    btable = report.baseline_table(cells)
+    base_meta = None
+    if baseline is not None:
+        base_meta = {"dir": str(baseline), "rev": _git_rev(baseline),
+                     "tree": str(REPO_ROOT), "tree_rev": _git_rev(REPO_ROOT)}
     header = [f"# Event loop comparison ({dt.datetime.now().isoformat(timespec='seconds')})", "",
               f"- machine: {machine.one_line(info)}",
               f"- pinning: {pinning.describe()}",
               f"- echo client: {echo.kind}; http client: wrk -t1",
               f"- {cfg.rounds} interleaved rounds of {cfg.duration} s per loop after "
               f"{cfg.warmup} s warm-up; median (min, max) of the rounds; {elapsed:.0f} s total",
+              *([f"- baseline: `LOOP@base` imports edgeloop from {base_meta['dir']} "
+                 f"({base_meta['rev'] or 'not a git checkout'}); the other loops from "
+                 f"{base_meta['tree']} ({base_meta['tree_rev'] or 'not a git checkout'})"]
+                if base_meta else []),
               *[f"- note: {n}" for n in notes], ""]
     md = "\n".join(header) + "\n" + table + "\n"
+    if btable:
+        md += ("\nAgainst the baseline (`LOOP` / `LOOP@base`: ratio of medians, and the range of "
+               "the per-round ratios; above 1.00 this tree is faster):\n\n")
+        md += btable + "\n"
     if ctable:
         md += "\nCounters per request (edgeloop `loop.stats()`; strace where --strace):\n\n"
         md += ctable + "\n"
@@ -147,6 +193,8 @@ def main(argv: list[str]) -> int:
             "pinning": pinning.describe(), "client": echo.kind,
             "config": cfg.__dict__, "loops": [s.__dict__ for s in statuses], "notes": notes,
             "elapsed_s": elapsed}
+    if base_meta is not None:
+        meta["baseline"] = base_meta
     report.write_json(out / "compare.json", cells, meta)
     (out / "compare.md").write_text(md)
     written = [out / "compare.json", out / "compare.md"]

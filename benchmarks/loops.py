@@ -4,15 +4,26 @@ A loop is named by a short key used on the command line and in the server subpro
 ``asyncio`` (the stdlib selector loop), ``uvloop``, ``edge`` and ``level`` (edgeloop on epoll,
 edge- or level-triggered), and ``rloop`` when that package is installed.  Availability is checked
 by importing in a child process, so a broken import never takes the harness down.
+
+With ``--baseline DIR`` every edgeloop key also runs as ``KEY@base`` (``edge@base``): the same
+configuration, in a child whose ``edgeloop`` package is imported from ``DIR/edgeloop`` (another
+checkout) while ``benchmarks`` still comes from this tree.  The child learns DIR from the
+environment variable ``EDGELOOP_BENCH_IMPORT_FROM``; see :func:`import_edgeloop`.
 """
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
+
+from benchmarks.proc import IMPORT_FROM_ENV, child_env
 
 ALL_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop", "edge-eagain")
 # ``edge-eagain`` (edge-triggered, reads drain until EAGAIN instead of stopping at a short read)
@@ -23,6 +34,69 @@ EDGELOOP_CONFIGS: dict[str, dict[str, str]] = {
     "level": {"backend": "epoll", "trigger": "level"},
     "edge-eagain": {"backend": "epoll", "trigger": "edge", "read_policy": "eagain"},
 }
+BASELINE_SUFFIX = "@base"
+
+
+def baseline_name(key: str) -> str:
+    """The subject name of an edgeloop key run from the baseline checkout: ``edge@base``."""
+    return key + BASELINE_SUFFIX
+
+
+def loop_key(subject: str) -> str:
+    """The loop key a subject runs: ``edge`` for both ``edge`` and ``edge@base``."""
+    return subject.removesuffix(BASELINE_SUFFIX)
+
+
+def is_baseline(subject: str) -> bool:
+    return subject.endswith(BASELINE_SUFFIX)
+
+
+def check_baseline(path: str) -> Path:
+    """The baseline checkout as an absolute path; ValueError unless it holds an edgeloop package."""
+    root = Path(path).expanduser().resolve()
+    if not (root / "edgeloop" / "__init__.py").is_file():
+        raise ValueError(f"--baseline {path}: {root / 'edgeloop' / '__init__.py'} does not exist "
+                         "(DIR must be a checkout of edgeloop, e.g. made with "
+                         "`git worktree add DIR COMMIT`)")
+    return root
+
+
+def import_edgeloop() -> ModuleType:
+    """``import edgeloop``, from ``$EDGELOOP_BENCH_IMPORT_FROM/edgeloop`` when that is set.
+
+    The baseline package is loaded from its own ``__init__.py`` (its submodules follow through
+    the package's ``__path__``), so nothing else in that checkout can shadow this tree's
+    modules.  Raises when the module that ends up imported is not the one asked for.
+    """
+    root = os.environ.get(IMPORT_FROM_ENV)
+    if not root:
+        import edgeloop
+        return edgeloop
+    pkg = Path(root).resolve() / "edgeloop"
+    module = sys.modules.get("edgeloop")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(
+            "edgeloop", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load edgeloop from {pkg}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["edgeloop"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["edgeloop"]
+            raise
+    where = Path(module.__file__ or "").resolve()
+    if where.parent != pkg:
+        raise ImportError(f"edgeloop was imported from {where}, not from {pkg}")
+    return module
+
+
+def edgeloop_file(key: str) -> str | None:
+    """Where the given loop's edgeloop comes from (None for loops that are not edgeloop)."""
+    if loop_key(key) not in EDGELOOP_CONFIGS:
+        return None
+    return str(Path(import_edgeloop().__file__ or "").resolve())
 
 
 @dataclass
@@ -40,8 +114,7 @@ def new_loop(name: str) -> asyncio.AbstractEventLoop:
         import uvloop
         return uvloop.new_event_loop()
     if name in EDGELOOP_CONFIGS:
-        import edgeloop
-        return edgeloop.new_event_loop(**EDGELOOP_CONFIGS[name])
+        return import_edgeloop().new_event_loop(**EDGELOOP_CONFIGS[name])
     if name == "rloop":
         rloop: Any = importlib.import_module("rloop")
         return rloop.new_event_loop()
@@ -71,11 +144,20 @@ loop.close()
 """
 
 
-def probe(name: str, python: str = sys.executable, timeout: float = 30.0) -> LoopStatus:
-    """Check in a child process that the loop imports and runs a trivial coroutine."""
+def probe(name: str, python: str = sys.executable, timeout: float = 30.0,
+          baseline: Path | None = None) -> LoopStatus:
+    """Check in a child process that the loop imports and runs a trivial coroutine.
+
+    A ``KEY@base`` name is probed as KEY with edgeloop imported from ``baseline``."""
+    # Only a baseline probe carries the import variable (as in :func:`benchmarks.proc.child_env`).
+    env = child_env() if IMPORT_FROM_ENV in os.environ else None
+    if is_baseline(name):
+        if baseline is None or loop_key(name) not in EDGELOOP_CONFIGS:
+            return LoopStatus(name, False, "not an edgeloop loop with a --baseline checkout")
+        env = child_env(baseline)
     try:
-        out = subprocess.run([python, "-c", _PROBE, name], capture_output=True, text=True,
-                             timeout=timeout)
+        out = subprocess.run([python, "-c", _PROBE, loop_key(name)], capture_output=True,
+                             text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return LoopStatus(name, False, "probe timed out")
     if out.returncode == 0:

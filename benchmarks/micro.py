@@ -5,7 +5,8 @@
 The worker reads one JSON command per line on stdin, ``{"kind": "timers", "duration": 1.0}``,
 runs that workload on a fresh loop for about ``duration`` seconds and answers one JSON line:
 ``{"ops": n, "seconds": s, "rate": n/s, "stats": {...} | null}``.  Keeping one worker per loop
-alive lets the harness interleave rounds across loops without paying interpreter start-up.
+alive lets the harness interleave rounds across loops without paying interpreter start-up.  Its
+first line is ``{"ready": true, "edgeloop": FILE}`` (the edgeloop it imported, null for others).
 
 * ``timers``: call_later/cancel churn.  Each step schedules 100 timers 0.5-5.4 ms ahead and cancels
   90 of them, then yields once; the 10% that survive fire.  An op is one call_later (+ its cancel).
@@ -22,7 +23,7 @@ import sys
 import time
 from typing import Awaitable, Callable
 
-from benchmarks.loops import ALL_LOOPS, loop_stats, new_loop
+from benchmarks.loops import ALL_LOOPS, edgeloop_file, loop_stats, new_loop
 from benchmarks.proc import die_with_parent
 
 CHECK_EVERY = 256
@@ -109,7 +110,7 @@ def main() -> None:
     p.add_argument("--loop", choices=ALL_LOOPS, required=True)
     args = p.parse_args()
     die_with_parent()
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "edgeloop": edgeloop_file(args.loop)}), flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -18,11 +18,19 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+# Set for a ``--baseline`` subject: the directory of another checkout whose ``edgeloop`` package
+# :func:`benchmarks.loops.new_loop` imports instead of this tree's (``benchmarks`` stays ours).
+IMPORT_FROM_ENV = "EDGELOOP_BENCH_IMPORT_FROM"
 
 
-def child_env() -> dict[str, str]:
-    """The environment for child Pythons: the repository importable, no bytecode surprises."""
+def child_env(import_from: Path | None = None) -> dict[str, str]:
+    """The environment for child Pythons: the repository importable, no bytecode surprises;
+    with ``import_from``, edgeloop is imported from that checkout instead of this one."""
     env = dict(os.environ)
+    if import_from is None:
+        env.pop(IMPORT_FROM_ENV, None)
+    else:
+        env[IMPORT_FROM_ENV] = str(import_from)
     parts = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env.pop("PYTHONASYNCIODEBUG", None)

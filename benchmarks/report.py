@@ -1,8 +1,10 @@
 """Turning cells into the Markdown tables printed on stdout and the JSON kept in the results folder.
 
 Ratios compare medians from the same run: ``vs asyncio`` is ``median(loop) / median(asyncio)`` and
-``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  Every number is
-generated from the samples; nothing here is typed by hand.
+``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  With ``--baseline``
+a further table sets each edgeloop loop against the same loop from the baseline checkout
+(``edge`` / ``edge@base``).  Every number is generated from the samples; nothing here is typed by
+hand.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.loops import baseline_name, is_baseline
 from benchmarks.runner import Cell
 
 
@@ -57,6 +60,33 @@ def comparison_table(cells: list[Cell]) -> str:
                          f"{_ratio(c, refs.get('asyncio'))} | {_ratio(c, refs.get('uvloop'))} | "
                          f"{lat} |")
     return "\n".join(lines)
+
+
+def baseline_table(cells: list[Cell]) -> str | None:
+    """Each loop against its ``@base`` twin from the same run: the ratio of the medians, and the
+    range of the round-by-round ratios (the two ran next to each other in every round).  None when
+    there is no baseline subject."""
+    rows = []
+    for name, group in _by_workload(cells).items():
+        refs = {c.loop: c for c in group}
+        for c in group:
+            base = refs.get(baseline_name(c.loop))
+            if is_baseline(c.loop) or base is None:
+                continue
+            a, b = c.summary, base.summary
+            paired = "-"
+            if a and b and len(c.samples) == len(base.samples) and all(base.samples):
+                r = [x / y for x, y in zip(c.samples, base.samples)]
+                paired = f"{min(r):.2f}..{max(r):.2f}"
+            rows.append(f"| {name} | {c.loop} | {_fmt_rate(a.median if a else None)} | "
+                        f"{_fmt_rate(b.median if b else None)} | {c.workload.unit} | "
+                        f"{_ratio(c, base)} | {paired} |")
+    if not rows:
+        return None
+    head = ["| workload | loop | median | baseline median | unit | vs baseline | "
+            "rounds vs baseline (min..max) |",
+            "|---|---|---:|---:|---|---:|---:|"]
+    return "\n".join(head + rows)
 
 
 def counters_table(cells: list[Cell]) -> str | None:

@@ -5,12 +5,15 @@ is warmed up once (not counted), then ``rounds`` rounds run the loops in the sam
 (A B C A B C ...), so slow drifts of the shared machine hit every loop alike.  Each measured run
 gives one sample (requests or operations per second); a cell's summary is the median with the min
 and max of its samples.  Counters (edgeloop) are snapshotted around each measured run; with
-``--strace`` an extra, untimed pass counts syscalls per request for every loop.
+``--strace`` an extra, untimed pass counts syscalls per request for every loop.  With
+``--baseline``, ``edge@base`` and the like are subjects like any other (their children import
+edgeloop from the baseline checkout), so they share the interleaved rounds.
 """
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks import counters, strace_count
@@ -41,6 +44,7 @@ class Cell:
     counters: list[dict[str, float]] = field(default_factory=list)
     strace: dict[str, Any] | None = None
     error: str | None = None
+    edgeloop_file: str | None = None  # the edgeloop/__init__.py the subject imported
 
     @property
     def summary(self) -> Summary | None:
@@ -57,7 +61,7 @@ class Cell:
             "max": s.max if s else None,
             "latency_p99_us_median": median(self.latency_p99_us) if self.latency_p99_us else None,
             "counters_per_request": counters.mean_of(self.counters),
-            "strace": self.strace, "error": self.error,
+            "strace": self.strace, "error": self.error, "edgeloop_file": self.edgeloop_file,
         }
 
 
@@ -66,8 +70,10 @@ Measure = Callable[[Any], tuple[float, float | None, dict[str, float] | None]]
 
 class Runner:
     def __init__(self, loops: list[str], config: Config, pinning: Pinning,
-                 echo: EchoClient, http: HttpClient, progress: Progress) -> None:
+                 echo: EchoClient, http: HttpClient, progress: Progress,
+                 baseline: Path | None = None) -> None:
         self.loops = loops
+        self.baseline = baseline
         self.config = config
         self.pinning = pinning
         self.echo = echo
@@ -94,13 +100,15 @@ class Runner:
         subjects: dict[str, Any] = {}
         try:
             for name in self.loops:  # start all, then wait: start-ups overlap
-                subjects[name] = (MicroSubject(name, self.pinning) if w.family == "micro"
+                subjects[name] = (MicroSubject(name, self.pinning, self.baseline)
+                                  if w.family == "micro"
                                   else ServerSubject(name, w.kind, w.transport, self.pinning,
-                                                     self.tmp))
+                                                     self.tmp, self.baseline))
             for name, subj in list(subjects.items()):
                 self.progress.step(f"{w.name}: warm-up {name}", 0)
                 try:
                     subj.wait_ready()
+                    cells[name].edgeloop_file = subj.edgeloop_file
                     self._measure(w, subj, self.config.warmup)
                 except (SubjectError, LoadError, OSError) as exc:
                     self._fail(cells[name], subjects.pop(name), exc)

@@ -6,7 +6,9 @@
 Kinds: ``protocol`` (an ``asyncio.Protocol`` echo), ``streams`` (``start_server`` with
 ``StreamReader``/``StreamWriter``), ``sock`` (``loop.sock_accept``/``sock_recv``/``sock_sendall``)
 and ``http`` (aiohttp "Hello, World!").  The listening socket is made here and handed to the loop,
-so port 0 works; once listening the server prints one JSON line ``{"ready": true, "port": N}``.
+so port 0 works; once listening the server prints one JSON line ``{"ready": true, "port": N,
+"pid": P, "edgeloop": FILE}`` (FILE: the ``edgeloop/__init__.py`` it imported; null for other
+loops).
 
 Counters: on SIGUSR1 the server writes ``{"seq": n, "stats": loop.stats()}`` to ``--stats-file``
 (atomically, by rename), so the harness can take a snapshot before and after a measured round; on
@@ -23,7 +25,7 @@ import socket
 import sys
 from typing import Any
 
-from benchmarks.loops import ALL_LOOPS, loop_stats, new_loop
+from benchmarks.loops import ALL_LOOPS, edgeloop_file, loop_stats, new_loop
 from benchmarks.proc import die_with_parent
 
 KINDS = ("protocol", "streams", "sock", "http")
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     loop.run_until_complete(serve(args.kind, listener, {"ready": True, "port": port,
-                                                        "pid": os.getpid()}))
+                                                        "pid": os.getpid(),
+                                                        "edgeloop": edgeloop_file(args.loop)}))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ A :class:`ServerSubject` is ``python -m benchmarks.server`` (echo or HTTP) pinne
 CPU; :class:`MicroSubject` is ``python -m benchmarks.micro``, a worker that runs in-process
 workloads on command.  Both start once per workload and loop, so interleaved rounds across loops
 cost no interpreter start-up, and both can report edgeloop's ``loop.stats()`` counters.
+
+A subject is named by its loop key, or ``KEY@base`` for an edgeloop key run from the
+``--baseline`` checkout: the child then gets ``--loop KEY`` and the directory in its environment.
+Each subject records which ``edgeloop/__init__.py`` its child imported (``edgeloop_file``).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks.loops import is_baseline, loop_key
 from benchmarks.proc import Pinning, child_env, python_module
 
 
@@ -51,20 +56,29 @@ def _stderr_tail(proc: subprocess.Popen[str]) -> str:
     return " | ".join(lines[-3:])
 
 
+def _env(loop: str, baseline: Path | None) -> dict[str, str]:
+    if is_baseline(loop):
+        if baseline is None:
+            raise SubjectError(f"{loop}: no --baseline checkout given")
+        return child_env(baseline)
+    return child_env()
+
+
 class ServerSubject:
     def __init__(self, loop: str, kind: str, transport: str, pinning: Pinning,
-                 workdir: Path) -> None:
+                 workdir: Path, baseline: Path | None = None) -> None:
         self.loop = loop
         self.stats_file = workdir / f"stats-{loop}-{kind}-{os.getpid()}.json"
         self.unix = str(workdir / f"{loop}-{kind}.sock") if transport == "unix" else None
-        args = ["--loop", loop, "--kind", kind, "--stats-file", str(self.stats_file)]
+        args = ["--loop", loop_key(loop), "--kind", kind, "--stats-file", str(self.stats_file)]
         if self.unix:
             args += ["--unix", self.unix]
         self.proc = subprocess.Popen(pinning.subject(python_module("benchmarks.server", *args)),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=child_env())
+                                     env=_env(loop, baseline))
         self.port = 0
         self.pid = 0
+        self.edgeloop_file: str | None = None
         self._seq = 0
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -76,6 +90,7 @@ class ServerSubject:
             raise SubjectError(f"unexpected output {line!r}") from exc
         self.port = int(info["port"])
         self.pid = int(info["pid"])
+        self.edgeloop_file = info.get("edgeloop")
 
     def snapshot(self, timeout: float = 3.0) -> dict[str, int] | None:
         """Ask the server for its counters (SIGUSR1) and wait for the file to be rewritten."""
@@ -116,16 +131,22 @@ class ServerSubject:
 
 
 class MicroSubject:
-    def __init__(self, loop: str, pinning: Pinning) -> None:
+    def __init__(self, loop: str, pinning: Pinning, baseline: Path | None = None) -> None:
         self.loop = loop
+        self.edgeloop_file: str | None = None
         self.proc = subprocess.Popen(pinning.subject(python_module("benchmarks.micro", "--loop",
-                                                                   loop)),
+                                                                   loop_key(loop))),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=child_env())
+                                     stderr=subprocess.PIPE, text=True,
+                                     env=_env(loop, baseline))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         assert self.proc.stdout is not None
-        _read_line(self.proc, self.proc.stdout, timeout)
+        line = _read_line(self.proc, self.proc.stdout, timeout)
+        try:
+            self.edgeloop_file = json.loads(line).get("edgeloop")
+        except (ValueError, AttributeError) as exc:
+            raise SubjectError(f"unexpected output {line!r}") from exc
 
     def run(self, kind: str, duration: float) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
