@@ -47,6 +47,7 @@ handler into the loop's machinery.  Handlers never touch the loop's private attr
 """
 from __future__ import annotations
 
+import contextvars
 import time
 from asyncio import Handle
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -140,10 +141,11 @@ class IOServices:
 
     # callbacks ------------------------------------------------------------------------------
 
-    def call_next(self, callback: Callable[..., Any], *args: Any) -> Handle:
+    def call_next(self, callback: Callable[..., Any], *args: Any,
+                  context: contextvars.Context | None = None) -> Handle:
         loop = self._loop
         loop._check_closed()
-        handle = Handle(callback, args, loop, None)
+        handle = Handle(callback, args, loop, context)
         loop._ready.append(handle)
         return handle
 

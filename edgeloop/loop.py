@@ -350,7 +350,7 @@ class EventLoop(asyncio.AbstractEventLoop):
             if when is None:
                 timeout = None
             else:
-                timeout = when - time.monotonic()
+                timeout = when - self.time()  # the loop's clock: tests and libraries patch it
                 if timeout < 0.0:
                     timeout = 0.0
         events = self._poller.wait(timeout)
@@ -358,7 +358,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._stats.polls += 1
 
         if timers._heap:
-            timers.pop_due(time.monotonic() + self._clock_resolution, ready.append)
+            timers.pop_due(self.time() + self._clock_resolution, ready.append)
 
         # Callbacks queued before this poll run before the I/O it found: asyncio's loop gets the
         # same order by queueing I/O handles behind them.  (A coroutine woken in the previous
@@ -554,7 +554,7 @@ class EventLoop(asyncio.AbstractEventLoop):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        timer = self.call_at(time.monotonic() + delay, callback, *args, context=context)
+        timer = self.call_at(self.time() + delay, callback, *args, context=context)
         if timer._source_traceback:
             del timer._source_traceback[-1]  # point at our caller, not at call_later itself
         return timer

@@ -33,6 +33,7 @@ benchmark ``benchmarks/exclusive.py`` compares both).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import os
 import socket
@@ -124,7 +125,10 @@ class Acceptor(HandlerBase):
                     self._back_off(None)
                     return
                 accepted += 1
-                server._connection_accepted(conn, addr)
+                # Each connection gets its own copy of the create_server caller's context: the
+                # protocol factory and every callback of the connection run in it.
+                context = server._context.copy()
+                context.run(server._connection_accepted, conn, addr, context)
             # Budget spent with the backlog possibly non-empty.
             io.cut_off(self)
         finally:
@@ -179,7 +183,9 @@ class Server(asyncio.AbstractServer):
         ssl_shutdown_timeout: float | None = None,
     ) -> None:
         self._loop = loop
-        # With a context, each accepted connection is wrapped in TLS (see transports/tls.py).
+        # The context of the create_server call: each accepted connection runs in a copy.
+        self._context = contextvars.copy_context()
+        # With an SSL context, each accepted connection is wrapped in TLS (transports/tls.py).
         self._ssl = ssl
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
@@ -203,7 +209,8 @@ class Server(asyncio.AbstractServer):
 
     # Connections -------------------------------------------------------------------------
 
-    def _connection_accepted(self, conn: socket.socket, addr: Any) -> None:
+    def _connection_accepted(self, conn: socket.socket, addr: Any,
+                             context: contextvars.Context) -> None:
         """Build the transport of an accepted connection.  Whatever fails on the way (the
         protocol factory, the TLS wrapper, the poller refusing the socket: ENOSPC from
         ``max_user_watches``, select's FD_SETSIZE) closes that socket and is reported; the
@@ -216,7 +223,8 @@ class Server(asyncio.AbstractServer):
                 protocol = _tls.server_protocol(loop, protocol, self._ssl,
                                                 self._ssl_handshake_timeout,
                                                 self._ssl_shutdown_timeout)
-            StreamTransport(loop, conn, protocol, extra={"peername": addr}, server=self)
+            StreamTransport(loop, conn, protocol, extra={"peername": addr}, server=self,
+                            context=context)
         except (SystemExit, KeyboardInterrupt):
             conn.close()
             raise

@@ -6,6 +6,14 @@ written once here for every kind:
 
 * **Protocol plumbing**: ``set_protocol``/``get_protocol``, the ``connection_made`` call that
   starts a transport (scheduled with ``io.call_next`` by each constructor), error reporting.
+* **The protocol's context**: every protocol callback runs in one ``contextvars.Context`` of the
+  connection's own, as in asyncio: a copy of the context current when the transport was created
+  (the server hands each accepted connection a copy of the context of the ``create_server``
+  call).  The loop calls ``_on_events``, which for a transport is ``partial(context.run,
+  self._events)``: one ``Context.run`` per event, entered from C, with no Python frame of ours
+  in between.  ``connection_made``/``connection_lost`` and deferred drains run in the same
+  context.  ``pause_writing`` is the exception: ``write()`` calls it, so it runs in the
+  writer's context (asyncio does the same).
 * **The deferred list**: ``_on_deferred`` continues a read drain that the budget, a pause or a
   not-yet-made connection cut short (edge mode: no new edge will come for data already queued).
   Drains call ``io.cut_off(self)`` when their budget runs out.
@@ -25,9 +33,11 @@ pipe to share without hiding them; each transport module keeps that part.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..descriptors import IOServices
@@ -60,13 +70,24 @@ class FdTransport:
     _stats: Stats
     _protocol: Any
     _fd: int
+    _context: contextvars.Context
+    _on_events: Callable[[int], None]
 
-    def _attach_loop(self, loop: EventLoop) -> None:
-        """Take what the transport needs from the loop: its services and counters."""
+    def _attach_loop(self, loop: EventLoop, context: contextvars.Context | None = None) -> None:
+        """Take what the transport needs from the loop (its services and counters), and the
+        context its protocol callbacks run in (by default a copy of the current one)."""
         self._loop = loop
         self._io = loop.io
         self._stats = loop.io.stats
         self._edge = loop.io.edge
+        if context is None:
+            context = contextvars.copy_context()
+        self._context = context
+        self._on_events = functools.partial(context.run, self._events)
+
+    def _events(self, mask: int) -> None:  # pragma: no cover
+        """The kind's event handler (see ``_on_events``)."""
+        raise NotImplementedError
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -97,7 +118,7 @@ class FdTransport:
         """Called from the loop's deferred list: continue a read drain that was cut short."""
         self._deferred = False
         if self._reading and self._readable:
-            self._read_ready()
+            self._context.run(self._read_ready)
 
     def _on_handler_error(self, exc: BaseException) -> None:
         """The loop caught ``exc`` escaping our event handler (and reported it): abort."""
@@ -157,7 +178,7 @@ class FdTransport:
             self._protocol_connected = False
             self._call_connection_lost(exc)
             return
-        self._io.call_next(self._call_connection_lost, exc)
+        self._io.call_next(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         self._conn_lost = self._conn_lost or 1

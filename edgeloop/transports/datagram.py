@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import os
 import socket
@@ -95,9 +96,10 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         address: Any = None,
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         super().__init__(extra)
-        self._attach_loop(loop)
+        self._attach_loop(loop, context)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self._protocol: Any = protocol
@@ -122,7 +124,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
             self._io.register(self._fd, self, EDGE_DGRAM)
         else:
             self._io.register(self._fd, self, 0)
-        self._io.call_next(self._connection_made, waiter)
+        self._io.call_next(self._connection_made, waiter, context=self._context)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
@@ -154,7 +156,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
 
     # ------------------------------------------------------------------ events
 
-    def _on_events(self, mask: int) -> None:
+    def _events(self, mask: int) -> None:
         if mask & READ_EVENTS:
             self._readable = True
             if self._reading:
@@ -196,6 +198,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                 if n >= budget:
                     self._io.cut_off(self)
                     break
+                protocol = self._protocol  # set_protocol() applies to the very next datagram
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

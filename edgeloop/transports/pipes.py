@@ -79,7 +79,7 @@ class _PipeTransportBase(FdTransport):
         fd = pipe.fileno()
         kind = _pipe_kind(fd)
         extra["pipe"] = pipe
-        self._attach_loop(loop)
+        self._attach_loop(loop)  # the protocol's context: a copy of the caller's
         self._pipe = pipe
         self._fd = fd
         self._protocol = protocol
@@ -129,7 +129,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         self._budget = self._io.read_budget if self._edge else 1
         # Registered at once in both modes, so that a descriptor the poller refuses fails here.
         self._register(_READ_INTEREST | (EPOLLET if self._edge else 0))
-        self._io.call_next(self._connection_made, waiter)
+        self._io.call_next(self._connection_made, waiter, context=self._context)
 
     def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         if not self._make_connection(waiter):
@@ -155,7 +155,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
 
     # ------------------------------------------------------------------ events
 
-    def _on_events(self, mask: int) -> None:
+    def _events(self, mask: int) -> None:
         if mask & READ_EVENTS:
             self._readable = True
             if self._reading:
@@ -202,14 +202,14 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         the subprocess transport calls it when the child's exit is seen, so that the output
         the child left behind comes before ``process_exited``."""
         if self._reading:
-            self._read_ready()
+            self._context.run(self._read_ready)
 
     def _eof(self) -> None:
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
         self._closing = True
         self._stop_reading()
-        self._loop.call_soon(self._eof_received)
+        self._loop.call_soon(self._eof_received, context=self._context)
         self._schedule_connection_lost(None)
 
     def _eof_received(self) -> None:
@@ -281,7 +281,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
         else:
             # Registered now so that a refused descriptor fails here; narrowed once connected.
             self._register(EPOLLOUT | (EPOLLIN if self._watch_peer else 0))
-        self._io.call_next(self._connection_made, waiter)
+        self._io.call_next(self._connection_made, waiter, context=self._context)
 
     def _connection_made(self, waiter: asyncio.Future[Any] | None) -> None:
         if not self._make_connection(waiter):
@@ -305,7 +305,7 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
 
     # ------------------------------------------------------------------ events
 
-    def _on_events(self, mask: int) -> None:
+    def _events(self, mask: int) -> None:
         if self._watch_peer and mask & READ_EVENTS:
             self._peer_closed()
             return

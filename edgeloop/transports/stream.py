@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import os
 import socket
@@ -82,9 +83,10 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
         server: Server | None = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         super().__init__(extra)
-        self._attach_loop(loop)
+        self._attach_loop(loop, context)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         io = self._io
@@ -132,7 +134,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if server is not None:
             self._server = server
             server._attach(self)
-        io.call_next(self._connection_made, waiter)
+        io.call_next(self._connection_made, waiter, context=self._context)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else ("closing" if self._closing else "open")
@@ -172,7 +174,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
 
     # ------------------------------------------------------------------ events
 
-    def _on_events(self, mask: int) -> None:
+    def _events(self, mask: int) -> None:
         if mask & READ_EVENTS:
             self._readable = True
             if mask & _HUP_EVENTS:
@@ -192,7 +194,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             return
         # Hot path: locals for everything touched per read.
         recv = self._sock.recv
-        data_received = self._protocol.data_received
+        protocol = self._protocol
+        data_received = protocol.data_received
         budget = self._budget
         short = self._short_reads and not self._hup
         n = 0
@@ -217,6 +220,11 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     break  # paused or closed by the protocol
                 if n >= budget:
                     self._io.cut_off(self)
+                    break
+                if self._protocol is not protocol:
+                    # set_protocol() from data_received (a websocket upgrade): the next chunk
+                    # is the new protocol's, which may be a BufferedProtocol.
+                    self._io.defer(self)
                     break
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -267,6 +275,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     break
                 if n >= budget:
                     self._io.cut_off(self)
+                    break
+                if self._protocol is not protocol:
+                    self._io.defer(self)  # set_protocol() from buffer_updated: see _read_ready
                     break
         except (SystemExit, KeyboardInterrupt):
             raise

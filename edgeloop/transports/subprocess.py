@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import os
 import signal
@@ -208,6 +209,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._closed = True  # until the child exists: __del__ has nothing to do before that
         self._loop = loop
         self._protocol: Any = protocol
+        # The protocol's calls run in a copy of the caller's context (as its pipes' do).
+        self._context = contextvars.copy_context()
         self._proc: subprocess.Popen | None = None
         self._pid: int | None = None
         self._returncode: int | None = None
@@ -381,7 +384,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._flush, context=self._context)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
