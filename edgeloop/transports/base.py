@@ -82,9 +82,10 @@ class FdTransport:
 class SocketTransport(FdTransport):
     """The closing half shared by the stream and datagram transports (one socket each).
 
-    ``close()`` stops reading and lets the write buffer drain; ``abort()`` and fatal errors drop
-    it.  Either way ``connection_lost`` is scheduled once, and the socket is unregistered from
-    the poller *before* it is closed: epoll tracks the file description, not the number.
+    ``close()`` stops reading and lets the write buffer drain (and a stream's ``loop.sendfile()``
+    transfer finish); ``abort()`` and fatal errors drop the buffer and fail the transfer.  Either
+    way ``connection_lost`` is scheduled once, and the socket is unregistered from the poller
+    *before* it is closed: epoll tracks the file description, not the number.
     Subclasses provide ``_sock``, ``_fd``, ``_edge``, ``_buffer``, ``_buffer_size``,
     ``_reading``, ``_closing``, ``_conn_lost`` and ``_update_interest()`` (level mode).
     """
@@ -97,6 +98,7 @@ class SocketTransport(FdTransport):
     _reading: bool
     _closing: bool
     _conn_lost: int
+    _sendfile: Any = None   # stream transports: the loop.sendfile() transfer in progress
 
     def _update_interest(self) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -111,7 +113,7 @@ class SocketTransport(FdTransport):
         self._reading = False
         if not self._edge:
             self._update_interest()
-        if not self._buffer:
+        if not self._buffer and self._sendfile is None:
             self._call_connection_lost_soon(None)
 
     def abort(self) -> None:
@@ -130,6 +132,8 @@ class SocketTransport(FdTransport):
         self._closing = True
         self._reading = False
         self._call_connection_lost_soon(exc)
+        if self._sendfile is not None:
+            self._sendfile._abort(exc)  # the rest of the file will not go out
 
     def _call_connection_lost_soon(self, exc: BaseException | None) -> None:
         if self._conn_lost:
