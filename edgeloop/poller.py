@@ -145,9 +145,6 @@ class Poller:
                 if exc.errno not in _IGNORED_ON_UNREGISTER:
                     raise
 
-    def replace_handler(self, fd: int, handler: Handler) -> None:
-        self.handlers[fd] = handler
-
     def fileno(self) -> int:
         return -1
 

@@ -2,27 +2,36 @@
 
 Zero-copy path (plain ``StreamTransport``)
 ------------------------------------------
-``os.sendfile`` moves the file straight from the page cache into the socket.  For the transfer a
-``_FilePump`` takes over the descriptor's events from the transport (``Poller.replace_handler``: no
-``epoll_ctl`` in edge mode), in two stages:
+``os.sendfile`` moves the file straight from the page cache into the socket.  The transfer is
+state of the transport, not a takeover of its descriptor: a ``_FilePump`` is stored in the
+transport's ``_sendfile`` field for the duration.  The poller keeps dispatching the descriptor's
+events to the transport (so ``add_reader()``/``add_writer()`` on it stay refused), and the
+transport hands write readiness to the pump whenever its write buffer is empty.  In level mode
+the transport asks for ``EPOLLOUT`` while a transfer is in progress, as while its buffer holds
+data.  The transfer goes through these stages:
 
-1. *flush*: events still go to the transport until its write buffer is empty, so bytes written
-   before ``sendfile()`` precede the file.
-2. *send*: a sentinel sits at the head of the transport's write buffer, so a ``close()`` or
-   ``write_eof()`` made during the transfer waits for the file like it waits for buffered data
-   (the stdlib would cut the file short).  Write readiness goes to the pump, which calls
-   ``os.sendfile`` until the socket is full (edge mode: until the next ``EPOLLOUT``), at most
-   ``_CALLS_PER_WAKEUP`` times per wakeup so that a fast peer cannot starve the loop.
+1. *flush*: the transport sends what its buffer holds, as usual, so bytes written before
+   ``sendfile()`` precede the file.  ``_write_ready`` calls the pump when the buffer runs empty
+   (at once if it was empty to begin with).
+2. *send*: on write readiness with an empty buffer (``_on_events``, or the end of the flush) the
+   pump calls ``os.sendfile`` until the socket is full (edge mode: it clears ``_writable`` and
+   waits for the next ``EPOLLOUT``), at most ``_CALLS_PER_WAKEUP`` times per wakeup; then it goes
+   on from a ``call_soon`` callback, so that a fast peer cannot starve the loop.  Read events
+   are still remembered by the transport (edge mode: ``_readable``), but reading is paused for
+   the transfer, as on the stdlib loop (a protocol answering incoming data would hit the
+   RuntimeError below); ``resume_reading`` drains what arrived afterwards.
+3. *end* (the file is out, an error, or the caller cancelled): the pump clears the transport's
+   field (``_end_sendfile``), which completes a ``close()`` or ``write_eof()`` made during the
+   transfer: those wait for the file like they wait for buffered data, since their condition is
+   "buffer empty and no transfer in progress" (the stdlib would cut the file short).  What a
+   transfer cancelled in its flush stage left in the buffer goes out as usual.  An ``abort()``
+   (or a fatal error) during the transfer fails it at once with ConnectionError.
 
 From the call on, ``write()``/``writelines()`` raise RuntimeError("unable to write; sendfile is in
-progress"), as on the stdlib loop: the transport's methods are shadowed by instance attributes for
-the duration, which costs the ordinary write path nothing.  Reading is paused meanwhile, as on the
-stdlib loop (a protocol answering incoming data would hit that RuntimeError); read readiness that
-arrives is remembered by the transport (edge mode), and ``resume_reading`` drains it afterwards.
-
-Afterwards the sentinel is removed, the transport gets its events back and flushes what was
-queued.  The transport's protocol is wrapped for the duration (``_Watch``, a transparent proxy) so
-that a connection lost mid-transfer fails the transfer at once.
+progress"), as on the stdlib loop.  The transport keeps why writing is refused in one field
+(``_write_refused``, which also covers ``write_eof()``), so the ordinary write path tests one
+attribute, as it did before sendfile existed.  The transport's protocol is wrapped for the
+duration (``_Watch``, a transparent proxy) to pause reading and restore it afterwards.
 
 Fallback (TLS transports, files without a usable descriptor)
 ------------------------------------------------------------
@@ -40,7 +49,6 @@ import io
 import os
 from typing import Any
 
-from .poller import EPOLLIN, READ_EVENTS, WRITE_EVENTS
 from .transports.stream import StreamTransport
 from .transports.tls import SSLTransport
 
@@ -50,11 +58,6 @@ _FALLBACK_CHUNK = 256 * 1024         # bytes read (in the executor) per write in
 # os.sendfile() errors that mean "not with this file", when nothing has been sent yet.
 NOT_AVAILABLE_ERRNOS = {errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EOPNOTSUPP, errno.ENOTSUP,
                   errno.EBADF, errno.EOVERFLOW}
-_HOLD = memoryview(b"")              # the write-buffer sentinel of the send stage
-
-
-def _refuse_write(*args: Any) -> None:
-    raise RuntimeError("unable to write; sendfile is in progress")
 
 
 def check_params(file: Any, offset: Any, count: Any) -> None:
@@ -126,14 +129,13 @@ def _fallback_capable(transport: Any) -> bool:
 
 class _Watch(asyncio.Protocol):
     """Stands in for the transport's protocol during a transfer: passes every callback on, and
-    remembers what the transfer needs to know (write pause, connection lost).  It also pauses
+    remembers what the fallback needs to know (write pause, connection lost).  It also pauses
     reading for the transfer and resumes it afterwards if it was on."""
 
-    def __init__(self, loop: Any, transport: Any, on_lost: Any = None) -> None:
+    def __init__(self, loop: Any, transport: Any) -> None:
         self._loop = loop
         self._transport = transport
         self._protocol = transport.get_protocol()
-        self._on_lost = on_lost
         self._lost = False
         self._resumed: asyncio.Future[None] | None = None
         self.paused = bool(getattr(transport, "_protocol_paused", False))
@@ -170,8 +172,6 @@ class _Watch(asyncio.Protocol):
         error.__cause__ = exc
         if self._resumed is not None and not self._resumed.done():
             self._resumed.set_exception(error)
-        if self._on_lost is not None:
-            self._on_lost(error)
         self._protocol.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -199,10 +199,10 @@ class _BufferedWatch(_Watch, asyncio.BufferedProtocol):
         self._protocol.buffer_updated(nbytes)
 
 
-def _watch(loop: Any, transport: Any, on_lost: Any = None) -> _Watch:
+def _watch(loop: Any, transport: Any) -> _Watch:
     if isinstance(transport.get_protocol(), asyncio.BufferedProtocol):
-        return _BufferedWatch(loop, transport, on_lost)
-    return _Watch(loop, transport, on_lost)
+        return _BufferedWatch(loop, transport)
+    return _Watch(loop, transport)
 
 
 # ---------------------------------------------------------------------- zero-copy
@@ -222,10 +222,7 @@ async def _sendfile_native(loop: Any, transport: StreamTransport, file: Any, off
 
 
 class _FilePump:
-    """The descriptor's event handler while a file goes out through ``os.sendfile``."""
-
-    _is_transport = True  # add_reader()/add_writer() must refuse the descriptor meanwhile
-    _deferred = False
+    """One ``os.sendfile`` transfer, driven by the transport it is the ``_sendfile`` of."""
 
     def __init__(self, loop: Any, transport: StreamTransport, fileno: int, offset: int,
                  count: int | None) -> None:
@@ -236,7 +233,6 @@ class _FilePump:
         self._position = offset
         self._start = offset
         self._end = None if count is None else offset + count
-        self._sending = False
         self._done: asyncio.Future[None] = loop.create_future()
         self._watch: _Watch | None = None
 
@@ -249,58 +245,19 @@ class _FilePump:
 
     async def run(self) -> None:
         transport = self._transport
-        self._watch = _watch(self._loop, transport, self._fail)
-        self._loop._poller.replace_handler(self._fd, self)
-        transport.write = transport.writelines = _refuse_write  # type: ignore[method-assign]
+        self._watch = _watch(self._loop, transport)
         try:
-            if not transport._buffer:
-                self._start_sending()
+            transport._start_sendfile(self)  # may send (or fail) at once
             await self._done
         finally:
             self._restore()
 
-    # events --------------------------------------------------------------------------------
-    def _on_events(self, mask: int) -> None:
-        transport = self._transport
-        if not self._sending:
-            transport._on_events(mask)  # flush stage: the transport drains its buffer
-            if not transport._buffer and transport._sock is not None and not self._done.done():
-                self._start_sending()
-            return
-        if mask & READ_EVENTS:
-            # HUP/ERR become a read: the transport's next read reports them.
-            transport._on_events(EPOLLIN)
-        if mask & WRITE_EVENTS:
-            transport._writable = True
-            self._send()
-
-    def _on_deferred(self) -> None:
-        self._deferred = False
-
-    def _on_handler_error(self, exc: BaseException) -> None:
-        self._transport._force_close(exc)
-        self._fail(exc)
-
-    # sending -------------------------------------------------------------------------------
-    def _start_sending(self) -> None:
-        transport = self._transport
-        self._sending = True
-        transport._buffer.append(_HOLD)
-        if not transport._edge:
-            transport._update_interest()  # the sentinel makes it ask for EPOLLOUT
-        if transport._writable or not transport._edge:
-            self._send()
-
-    def _holding(self) -> bool:
-        buffer = self._transport._buffer
-        return bool(buffer) and buffer[0] is _HOLD and not self._done.done()
-
+    # called by the transport ---------------------------------------------------------------
     def _send(self) -> None:
-        if not self._holding():
-            if not self._done.done():  # aborted: the buffer (and our sentinel) was dropped
-                self._fail(ConnectionError("Connection aborted during sendfile"))
-            return
+        """Write readiness with an empty buffer: send more of the file."""
         transport = self._transport
+        if transport._sendfile is not self:
+            return  # over already (a _continue that was scheduled before the end)
         for _ in range(_CALLS_PER_WAKEUP):
             want = _NATIVE_CHUNK if self._end is None else min(_NATIVE_CHUNK, self._end - self._position)
             if want <= 0:
@@ -309,7 +266,7 @@ class _FilePump:
             try:
                 n = os.sendfile(self._fd, self._fileno, self._position, want)
             except (BlockingIOError, InterruptedError):
-                transport._writable = False
+                transport._writable = False  # edge mode: EPOLLOUT will call us again
                 return
             except OSError as exc:
                 self._fail(self._classify(exc))
@@ -322,8 +279,19 @@ class _FilePump:
             self._position += n
         self._loop.call_soon(self._continue)  # budget spent: let others run
 
+    def _abort(self, exc: BaseException | None) -> None:
+        """The transport was aborted (``exc`` None) or failed: the file will not go out."""
+        if exc is None:
+            error = ConnectionError("Connection aborted during sendfile")
+        else:
+            error = ConnectionError("Connection lost during sendfile")
+            error.__cause__ = exc
+        self._fail(error)
+
+    # sending -------------------------------------------------------------------------------
     def _continue(self) -> None:
-        if self._sending and (self._transport._writable or not self._transport._edge):
+        transport = self._transport
+        if transport._writable or not transport._edge:
             self._send()
 
     def _classify(self, exc: OSError) -> BaseException:
@@ -349,25 +317,14 @@ class _FilePump:
         self._restore()
 
     def _restore(self) -> None:
-        """Give the transport back its events and protocol; flush what was queued meanwhile."""
-        transport = self._transport
-        poller = self._loop._poller
-        if poller.handlers.get(self._fd) is self:
-            poller.replace_handler(self._fd, transport)
+        """Give the transport back its protocol and its writes (idempotent)."""
         if self._watch is not None:
             self._watch.restore()
             self._watch = None
-        for name in ("write", "writelines"):
-            if transport.__dict__.get(name) is _refuse_write:
-                del transport.__dict__[name]
-        sending, self._sending = self._sending, False
-        buffer = transport._buffer
-        if sending and buffer and buffer[0] is _HOLD:
-            buffer.popleft()
-            if transport._sock is not None and not transport._conn_lost:
-                # Sends what was written during the transfer, and completes a close() or a
-                # write_eof() that waited for it; in level mode it also resets the interest.
-                transport._write_ready()
+        if self._transport._sendfile is self:
+            # Completes a close() or a write_eof() that waited for the file; in level mode it
+            # also drops the EPOLLOUT interest.
+            self._transport._end_sendfile()
 
 
 # ---------------------------------------------------------------------- fallback

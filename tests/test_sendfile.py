@@ -434,6 +434,185 @@ async def test_close_during_sendfile_waits_for_the_file(tmp_path):
         assert await asyncio.wait_for(pr.lost, 10) is None
 
 
+async def _wait_until_stalled(task, sink, n_min=1 << 20):
+    """Let the transfer run until the paused receiver has stopped it (socket buffers full)."""
+    for _ in range(500):
+        if sink.n >= n_min:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+    assert not task.done()
+
+
+@pytest.mark.asyncio
+async def test_writes_from_another_task_during_sendfile(tmp_path):
+    """write()/writelines() from another task while the file goes out raise RuntimeError; the
+    file still arrives whole, after what was written before, and before what is written after."""
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        tr.write(b"HEAD" * 100_000)  # still queued when sendfile starts: the flush stage
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await _wait_until_stalled(task, sink)
+
+            async def intruder():
+                errors = []
+                calls = [lambda: tr.write(b"during"), lambda: tr.write(bytearray(b"during"))]
+                if not REFERENCE:  # the stdlib's writelines() does not check in every version
+                    calls.append(lambda: tr.writelines([b"-", b"more"]))
+                for call in calls:
+                    try:
+                        call()
+                    except RuntimeError as exc:
+                        errors.append(str(exc))
+                    await asyncio.sleep(0)
+                return errors, len(calls)
+
+            errors, ncalls = await asyncio.ensure_future(intruder())  # another task
+            assert errors == ["unable to write; sendfile is in progress"] * ncalls
+            sink.transport.resume_reading()
+            assert await asyncio.wait_for(task, 30) == len(body)
+            assert f.tell() == len(body)
+        tr.write(b"after")
+        tr.writelines([b"-", b"lines"])
+        await finish(tr, sink)
+        assert bytes(sink.data) == b"HEAD" * 100_000 + body + b"after-lines"
+
+
+@pytest.mark.asyncio
+async def test_close_from_another_task_during_sendfile(tmp_path):
+    """edgeloop: close() from another task during the transfer: the whole file goes out, then
+    the connection closes, with one connection_lost."""
+    if REFERENCE:
+        pytest.skip("edgeloop behaviour")
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await _wait_until_stalled(task, sink)
+
+            async def closer():
+                tr.close()
+
+            await asyncio.ensure_future(closer())
+            assert tr.is_closing()
+            await asyncio.sleep(0.05)
+            assert not pr.lost.done()  # waits for the file
+            assert not task.done()
+            sink.transport.resume_reading()
+            assert await asyncio.wait_for(task, 30) == len(body)
+            assert f.tell() == len(body)
+        assert await asyncio.wait_for(pr.lost, 10) is None
+        assert await asyncio.wait_for(sink.done, 30) == (len(body),
+                                                         hashlib.sha256(body).hexdigest())
+        assert bytes(sink.data) == body
+        await asyncio.sleep(0.05)
+        assert pr.lost_count == 1
+
+
+@pytest.mark.asyncio
+async def test_write_eof_during_sendfile_waits_for_the_file(tmp_path):
+    """edgeloop: write_eof() during the transfer shuts the write side down after the file;
+    from then on writes are refused as after write_eof()."""
+    if REFERENCE:
+        pytest.skip("edgeloop behaviour")
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await _wait_until_stalled(task, sink)
+            tr.write_eof()
+            with pytest.raises(RuntimeError, match="after write_eof"):
+                tr.write(b"x")
+            sink.transport.resume_reading()
+            assert await asyncio.wait_for(task, 30) == len(body)
+        assert await asyncio.wait_for(sink.done, 30) == (len(body),
+                                                         hashlib.sha256(body).hexdigest())
+        with pytest.raises(RuntimeError, match=r"writelines\(\) after write_eof"):
+            tr.writelines([b"x"])
+        assert not tr.is_closing()
+
+
+@pytest.mark.asyncio
+async def test_abort_during_sendfile_fails_the_transfer(tmp_path):
+    """edgeloop: abort() during the transfer fails it with ConnectionError at once; the file
+    position says how far it got; connection_lost comes once."""
+    if REFERENCE:
+        pytest.skip("edgeloop behaviour")
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(pause_after=1 << 20)) as (tr, pr, sink):
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await _wait_until_stalled(task, sink)
+            tr.abort()
+            with pytest.raises(ConnectionError, match="during sendfile"):
+                await asyncio.wait_for(task, 10)
+            assert 0 < f.tell() < len(body)
+        assert await asyncio.wait_for(pr.lost, 10) is None
+        await asyncio.sleep(0.05)
+        assert pr.lost_count == 1
+
+
+@pytest.mark.asyncio
+async def test_sendfile_is_transport_state(tmp_path):
+    """edgeloop: the transfer is state of the transport: no per-instance write/writelines, the
+    poller keeps dispatching the fd to the transport, and add_reader() on it stays refused."""
+    if REFERENCE:
+        pytest.skip("edgeloop internals")
+    loop = asyncio.get_running_loop()
+    body = os.urandom(8 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        fd = tr.get_extra_info("socket").fileno()
+        handlers = loop._poller.handlers
+        assert handlers[fd] is tr
+        tr.write(b"HEAD" * 100_000)
+        seen = []
+
+        def sample():
+            seen.append((handlers.get(fd) is tr, "write" in tr.__dict__,
+                         "writelines" in tr.__dict__))
+
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            sample()  # the flush stage
+            await _wait_until_stalled(task, sink)
+            sample()  # the send stage
+            with pytest.raises(RuntimeError, match="used by transport"):
+                loop.add_reader(fd, lambda: None)
+            with pytest.raises(RuntimeError, match="used by transport"):
+                loop.add_writer(fd, lambda: None)
+            sink.transport.resume_reading()
+            while not task.done():
+                sample()
+                await asyncio.sleep(0)
+            assert task.result() == len(body)
+        sample()
+        wrong = [s for s in seen if s != (True, False, False)]
+        assert len(seen) > 2 and not wrong, (len(seen), wrong[:3])
+        tr.write(b"after")
+        await finish(tr, sink)
+        assert bytes(sink.data) == b"HEAD" * 100_000 + body + b"after"
+
+
 @pytest.mark.asyncio
 async def test_sendfile_cancelled(big_file):
     """Cancelling the transfer leaves a usable transport and an honest file position."""

@@ -213,15 +213,17 @@ class FdTransport:
 class SocketTransport(FdTransport):
     """The closing half shared by the stream and datagram transports (one socket each).
 
-    ``close()`` stops reading and lets the write buffer drain; ``abort()`` and fatal errors drop
-    it.  Subclasses provide ``_sock``, ``_buffer``, ``_buffer_size`` and
-    ``_update_interest()`` (level mode).
+    ``close()`` stops reading and lets the write buffer drain (and a stream's ``loop.sendfile()``
+    transfer finish); ``abort()`` and fatal errors drop the buffer and fail the transfer.
+    Subclasses provide ``_sock``, ``_buffer``, ``_buffer_size`` and ``_update_interest()``
+    (level mode).
     """
 
     _sock: Any
     _edge: bool
     _buffer: Any
     _buffer_size: int
+    _sendfile: Any = None   # stream transports: the loop.sendfile() transfer in progress
 
     def _update_interest(self) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -237,7 +239,7 @@ class SocketTransport(FdTransport):
         self._reading = False
         if not self._edge:
             self._update_interest()
-        if not self._buffer:
+        if not self._buffer and self._sendfile is None:
             self._schedule_connection_lost(None)
 
     def abort(self) -> None:
@@ -252,3 +254,5 @@ class SocketTransport(FdTransport):
         self._closing = True
         self._reading = False
         self._schedule_connection_lost(exc)
+        if self._sendfile is not None:
+            self._sendfile._abort(exc)  # the rest of the file will not go out

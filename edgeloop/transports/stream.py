@@ -22,12 +22,17 @@ kernel stops telling us we remember ourselves:
 Level mode
 ----------
 Interest follows the state, like the stdlib: ``EPOLLIN`` while the protocol reads, ``EPOLLOUT``
-only while the write buffer holds data.  One read per event; the poller reports the socket again
-if more is queued.
+only while the write buffer holds data or a ``loop.sendfile()`` transfer is in progress.  One read
+per event; the poller reports the socket again if more is queued.
 
 Both modes share everything else: the write buffer (a deque of chunks flushed with ``sendmsg``),
 flow control, half-close, and a close path that unregisters the fd before closing it and calls
 ``connection_lost`` exactly once.
+
+A zero-copy ``loop.sendfile()`` is state of the transport, not a takeover of its descriptor:
+``_sendfile`` holds the transfer (see ``edgeloop/sendfile.py``).  While it is set, write readiness
+with an empty buffer is handed to it, ``write()`` is refused, and ``close()``/``write_eof()`` wait
+for it as they wait for buffered data.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ from ..poller import (
 
 if TYPE_CHECKING:
     from ..loop import EventLoop
+    from ..sendfile import _FilePump
     from ..server import Server
 
 logger = logging.getLogger("asyncio")
@@ -58,6 +64,9 @@ logger = logging.getLogger("asyncio")
 MAX_READ = 64 * 1024
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 1024)
 _HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
+# Messages of the RuntimeError raised by a refused write; ``{}`` is the method's name.
+_REFUSED_AFTER_EOF = "Cannot call {}() after write_eof()"
+_REFUSED_DURING_SENDFILE = "unable to write; sendfile is in progress"
 
 
 def _short_reads_safe(sock: socket.socket) -> bool:
@@ -119,6 +128,10 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._read_eof = False
         self._closing = False
         self._eof = False            # write_eof() called
+        self._sendfile: _FilePump | None = None  # the loop.sendfile() transfer in progress
+        # Why write() is refused (a message, see _REFUSED_*), None while writing is allowed: one
+        # test on the write path for both write_eof() and a transfer in progress.
+        self._write_refused: str | None = None
         self._conn_lost = 0
         self._protocol_connected = False
         self._buffer: collections.deque[Any] = collections.deque()
@@ -169,7 +182,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     def _update_interest(self) -> None:
         """Level mode: keep the poller's interest equal to what we want to hear about."""
         if self._sock is not None:
-            events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if self._buffer else 0)
+            writing = self._buffer or self._sendfile is not None
+            events = (EPOLLIN if self._reading else 0) | (EPOLLOUT if writing else 0)
             self._io.set_interest(self._fd, events)
 
     # ------------------------------------------------------------------ events
@@ -185,6 +199,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             self._writable = True
             if self._buffer:
                 self._write_ready()
+            elif self._sendfile is not None:
+                self._sendfile._send()  # buffer flushed: the file goes on
 
     # ------------------------------------------------------------------ reading
 
@@ -333,8 +349,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     f"data argument must be a bytes-like object, not {type(data).__name__!r}"
                 )
             data = memoryview(data).cast("B")
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._write_refused is not None:
+            raise RuntimeError(self._write_refused.format("write"))
         if not data:
             return
         if self._conn_lost:
@@ -370,8 +386,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
-        if self._eof:
-            raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._write_refused is not None:
+            raise RuntimeError(self._write_refused.format("writelines"))
         chunks = []
         size = 0
         for data in list_of_data:
@@ -428,6 +444,11 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             return
         self._maybe_resume_protocol()
         if not buffer:
+            if self._sendfile is not None:
+                # Bytes written before sendfile() are out: the file follows.  The transfer
+                # completes a close() or write_eof() when it ends (_end_sendfile).
+                self._sendfile._send()
+                return
             if not self._edge:
                 self._update_interest()
             if self._closing:
@@ -463,8 +484,33 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if self._closing or self._eof:
             return
         self._eof = True
-        if not self._buffer:
+        self._write_refused = _REFUSED_AFTER_EOF
+        if not self._buffer and self._sendfile is None:
             self._shutdown_write()
+
+    # ------------------------------------------------------------------ sendfile
+
+    def _start_sendfile(self, transfer: _FilePump) -> None:
+        """A ``loop.sendfile()`` transfer begins: refuse writes, and hand write readiness to
+        ``transfer._send()`` whenever the buffer is empty (now, if it already is)."""
+        self._sendfile = transfer
+        if not self._eof:
+            self._write_refused = _REFUSED_DURING_SENDFILE
+        if not self._buffer:
+            if not self._edge:
+                self._update_interest()  # ask for EPOLLOUT for the transfer
+            if self._writable or not self._edge:
+                transfer._send()
+
+    def _end_sendfile(self) -> None:
+        """The transfer is over (done, failed or cancelled): writes are allowed again, and a
+        close() or write_eof() that waited for it completes."""
+        self._sendfile = None
+        self._write_refused = _REFUSED_AFTER_EOF if self._eof else None
+        if self._sock is not None and not self._conn_lost:
+            # Flushes what is left (a transfer cancelled in its flush stage), resets the level-mode
+            # interest, then closes or shuts down the write side if that was asked meanwhile.
+            self._write_ready()
 
     # Flow control (set_write_buffer_limits, get_write_buffer_size, pause/resume_writing) comes
     # from WriteFlowControl over ``_buffer_size``.
