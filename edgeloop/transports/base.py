@@ -60,6 +60,7 @@ class FdTransport:
     _stats: Stats
     _protocol: Any
     _fd: int
+    _extra: dict[str, Any]  # set by asyncio.BaseTransport.__init__(extra)
 
     def _attach_loop(self, loop: EventLoop) -> None:
         """Take what the transport needs from the loop: its services and counters."""
@@ -72,7 +73,7 @@ class FdTransport:
         self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
+        return self._protocol
 
     def is_closing(self) -> bool:
         return self._closing

@@ -89,7 +89,7 @@ class _PipeTransportBase(FdTransport):
     def _register(self, events: int) -> None:
         """Enter the poller, at construction: a descriptor it refuses fails here."""
         try:
-            self._io.register(self._fd, self, events)
+            self._io.register(self._fd, self, events)  # type: ignore[arg-type]  # subclasses define _on_events
         except BaseException:
             self._pipe = None  # refused: the caller keeps its pipe
             raise
