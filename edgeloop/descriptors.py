@@ -81,7 +81,7 @@ class HandlerBase:
         raise NotImplementedError
 
     def _on_deferred(self) -> None:
-        self._deferred = False
+        self._deferred = False  # type: ignore[misc]  # only handlers with a __dict__ are deferred
 
     def _on_handler_error(self, exc: BaseException) -> None:
         """Reported by the loop already; the descriptor stays registered."""

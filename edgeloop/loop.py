@@ -65,7 +65,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import Handle, TimerHandle
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Generator, TypeVar, TypeVarTuple, Unpack
 
 from . import network, sockets
 from .callbacks import FdCallbacks, fileobj_to_fd
@@ -79,6 +79,8 @@ logger = logging.getLogger("asyncio")
 TRIGGERS = ("edge", "level")
 _DEBUG_STACK_DEPTH = 10
 _PY312 = sys.version_info >= (3, 12)
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")  # the callback signatures of AbstractEventLoop, as typeshed spells them
 
 
 def _env_debug() -> bool:
@@ -97,6 +99,14 @@ class Stats:
 
     # ``iterations`` is not kept apart: each iteration polls once, so it is ``polls``.
     __slots__ = ("polls", "events", "reads", "eagain", "cutoffs", "accepts", "writes")
+    # Declared for type checkers only (no class attribute: the slots stay plain slots).
+    polls: int
+    events: int
+    reads: int
+    eagain: int
+    cutoffs: int
+    accepts: int
+    writes: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -420,7 +430,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                     self._after_io.clear()
                     raise
                 except BaseException as exc:
-                    self._handler_failed(handler, fd, exc)
+                    self._handler_failed(handler, fd, exc)  # type: ignore[arg-type]
         finally:
             self._soon = self._ready
 
@@ -518,7 +528,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
+    def call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> Handle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
@@ -527,18 +537,18 @@ class EventLoop(asyncio.AbstractEventLoop):
         elif not callable(callback):
             self._check_callback(callback, "call_soon")
         handle = Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            del handle._source_traceback[-1]  # type: ignore[attr-defined]
         self._soon.append(handle)
         return handle
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> Handle:
+    def call_soon_threadsafe(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> Handle:
         self._check_closed()
         if self._debug or not callable(callback):
             self._check_callback(callback, "call_soon_threadsafe")
         handle = Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
+        if handle._source_traceback:  # type: ignore[attr-defined]
+            del handle._source_traceback[-1]  # type: ignore[attr-defined]
         # The main queue, never the one swapped in while an I/O batch is dispatched: a thread
         # could append to that one just after the loop finished with it, and nothing would wake
         # the loop for it.  deque.append is atomic.
@@ -551,15 +561,15 @@ class EventLoop(asyncio.AbstractEventLoop):
         """Wake the loop from another thread or a signal handler (name kept from asyncio)."""
         self._waker.wake()
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
+    def call_later(self, delay: float, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
         timer = self.call_at(self.time() + delay, callback, *args, context=context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]  # point at our caller, not at call_later itself
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]  # point at our caller, not at call_later itself
         return timer
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, context: contextvars.Context | None = None) -> TimerHandle:
+    def call_at(self, when: float, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
         self._check_closed()
@@ -569,14 +579,14 @@ class EventLoop(asyncio.AbstractEventLoop):
         elif not callable(callback):
             self._check_callback(callback, "call_at")
         timer = TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
         self._timers.push(timer)
         return timer
 
     def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
         # Called by TimerHandle.cancel() before it marks itself cancelled.
-        if handle._scheduled:
+        if handle._scheduled:  # type: ignore[attr-defined]
             self._timers.cancelled(handle)
 
     time = staticmethod(time.monotonic)  # aiohttp compares loop.time() with time.monotonic()
@@ -586,14 +596,14 @@ class EventLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None,
-                    context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[Any]:
+    def create_task(self, coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T], *, name: str | None = None,
+                    context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[_T]:
         self._check_closed()
         factory = self._task_factory
         if factory is None:
             task = asyncio.Task(coro, loop=self, name=name, context=context, **kwargs)
-            if task._source_traceback:
-                del task._source_traceback[-1]
+            if task._source_traceback:  # type: ignore[attr-defined]
+                del task._source_traceback[-1]  # type: ignore[attr-defined]
             return task
         if context is None:
             task = factory(self, coro, **kwargs)
@@ -613,7 +623,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     # ------------------------------------------------------------------ executor
 
-    def run_in_executor(self, executor: concurrent.futures.Executor | None, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def run_in_executor(self, executor: concurrent.futures.Executor | None, func: Callable[[Unpack[_Ts]], _T], *args: Unpack[_Ts]) -> asyncio.Future[_T]:
         self._check_closed()
         if self._debug:
             self._check_callback(func, "run_in_executor")
@@ -626,7 +636,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                 self._default_executor = executor
         return asyncio.wrap_future(executor.submit(func, *args), loop=self)
 
-    def set_default_executor(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+    def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
             raise TypeError("executor must be ThreadPoolExecutor")
         self._default_executor = executor
@@ -718,8 +728,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         exception = context.get("exception")
         exc_info: Any = (type(exception), exception, exception.__traceback__) if exception else False
         current = self._current_handle
-        if "source_traceback" not in context and current is not None and current._source_traceback:
-            context["handle_traceback"] = current._source_traceback
+        if "source_traceback" not in context and current is not None and current._source_traceback:  # type: ignore[attr-defined]
+            context["handle_traceback"] = current._source_traceback  # type: ignore[attr-defined]
         lines = [message]
         for key in sorted(context):
             if key in ("message", "exception"):
@@ -795,14 +805,14 @@ class EventLoop(asyncio.AbstractEventLoop):
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {handler!r}")
         raise RuntimeError(f"File descriptor {fd!r} is used internally by the event loop")
 
-    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
         if self._debug:
             self._check_callback(callback, "add_reader")
         self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True)
 
-    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
         if self._debug:
@@ -869,7 +879,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     # ------------------------------------------------------------------ signals
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]) -> None:
         self._check_closed()
         if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
@@ -883,21 +893,21 @@ class EventLoop(asyncio.AbstractEventLoop):
     getaddrinfo = network.getaddrinfo
     getnameinfo = network.getnameinfo
     create_connection = network.create_connection
-    create_server = network.create_server
+    create_server = network.create_server  # type: ignore[assignment]  # returns edgeloop's Server, not asyncio.Server
     create_unix_connection = network.create_unix_connection
-    create_unix_server = network.create_unix_server
+    create_unix_server = network.create_unix_server  # type: ignore[assignment]  # returns edgeloop's Server, not asyncio.Server
     connect_accepted_socket = network.connect_accepted_socket
-    from .transports.datagram import create_datagram_endpoint
-    from .transports.tls import start_tls  # TLS upgrade lives with the TLS transport
-    from .sendfile import sendfile  # zero-copy file transfer over a transport
-    from .transports.pipes import connect_read_pipe
-    from .transports.pipes import connect_write_pipe
-    from .transports.subprocess import subprocess_exec
-    from .transports.subprocess import subprocess_shell
+    from .transports.datagram import create_datagram_endpoint  # type: ignore[misc]
+    from .transports.tls import start_tls  # type: ignore[misc]  # TLS upgrade lives with the TLS transport
+    from .sendfile import sendfile  # type: ignore[misc]  # zero-copy file transfer over a transport
+    from .transports.pipes import connect_read_pipe  # type: ignore[misc]
+    from .transports.pipes import connect_write_pipe  # type: ignore[misc]
+    from .transports.subprocess import subprocess_exec  # type: ignore[misc]
+    from .transports.subprocess import subprocess_shell  # type: ignore[misc]
 
     # ------------------------------------------------------------------ sockets (sockets.py)
 
-    sock_recv = sockets.sock_recv
+    sock_recv = sockets.sock_recv  # type: ignore[assignment]  # its parameter is n, not nbytes (renaming would break n=)
     sock_recv_into = sockets.sock_recv_into
     sock_recvfrom = sockets.sock_recvfrom
     sock_recvfrom_into = sockets.sock_recvfrom_into

@@ -11,13 +11,17 @@ import errno
 import os
 import socket
 import stat
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from .server import Server
 from .transports import tls as _tls
 from .transports.stream import StreamTransport
 
+if TYPE_CHECKING:
+    from .loop import EventLoop
+
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+_ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)  # as in typeshed's AbstractEventLoop
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
 
 
@@ -39,7 +43,7 @@ def _numeric_host(host: Any) -> bool:
     return False
 
 
-async def getaddrinfo(self: Any, host: Any, port: Any, *, family: int = 0, type: int = 0,
+async def getaddrinfo(self: EventLoop, host: Any, port: Any, *, family: int = 0, type: int = 0,
                       proto: int = 0, flags: int = 0) -> list[Any]:
     self._check_closed()
     if _numeric_host(host) and (isinstance(port, int) or port is None or str(port).isdigit()):
@@ -48,7 +52,7 @@ async def getaddrinfo(self: Any, host: Any, port: Any, *, family: int = 0, type:
     return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
 
 
-async def getnameinfo(self: Any, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
+async def getnameinfo(self: EventLoop, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
     self._check_closed()
     return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
@@ -85,7 +89,7 @@ def _check_ssl_args(ssl: Any, server_hostname: Any = None, handshake: Any = None
 
 # ---------------------------------------------------------------------- connecting
 
-async def _connect_one(loop: Any, info: Any, local_infos: list[Any] | None) -> socket.socket:
+async def _connect_one(loop: EventLoop, info: Any, local_infos: list[Any] | None) -> socket.socket:
     family, type_, proto, _, address = info
     sock = socket.socket(family, type_, proto)
     try:
@@ -99,7 +103,7 @@ async def _connect_one(loop: Any, info: Any, local_infos: list[Any] | None) -> s
                     break
                 except OSError as exc:
                     raise OSError(exc.errno, f"error while attempting to bind on address "
-                                             f"{laddr!r}: {exc.strerror.lower()}") from None
+                                             f"{laddr!r}: {exc.strerror.lower()}") from None  # type: ignore[union-attr]
             else:
                 raise OSError(f"no matching local address with family={family} found")
         await loop.sock_connect(sock, address)
@@ -109,7 +113,7 @@ async def _connect_one(loop: Any, info: Any, local_infos: list[Any] | None) -> s
         raise
 
 
-async def _staggered(loop: Any, infos: list[Any], delay: float,
+async def _staggered(loop: EventLoop, infos: list[Any], delay: float,
                      connect: Callable[[Any], Any]) -> tuple[socket.socket | None, list[BaseException]]:
     """Happy Eyeballs: start an attempt, and another one each time ``delay`` passes or an attempt
     fails, until one connects; the losers are cancelled and their sockets closed."""
@@ -146,7 +150,7 @@ async def _staggered(loop: Any, infos: list[Any], delay: float,
 
 def _combine_errors(errors: list[BaseException], all_errors: bool) -> BaseException:
     if all_errors:
-        return ExceptionGroup("create_connection failed", errors)
+        return ExceptionGroup("create_connection failed", errors)  # type: ignore[type-var]
     if len(errors) == 1:
         return errors[0]
     first = str(errors[0])
@@ -156,13 +160,13 @@ def _combine_errors(errors: list[BaseException], all_errors: bool) -> BaseExcept
 
 
 async def create_connection(
-    self: Any, protocol_factory: ProtocolFactory, host: Any = None, port: Any = None, *,
+    self: EventLoop, protocol_factory: Callable[[], _ProtocolT], host: Any = None, port: Any = None, *,
     ssl: Any = None, family: int = 0, proto: int = 0, flags: int = 0, sock: socket.socket | None = None,
     local_addr: Any = None, server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
     happy_eyeballs_delay: float | None = None, interleave: int | None = None,
     all_errors: bool = False,
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, _ProtocolT]:
     self._check_closed()
     _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl and server_hostname is None:
@@ -222,9 +226,9 @@ def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshak
             "ssl_handshake_timeout": handshake, "ssl_shutdown_timeout": shutdown}
 
 
-async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
+async def _make_stream(loop: EventLoop, sock: socket.socket, protocol_factory: Callable[[], _ProtocolT],
                        extra: dict[str, Any] | None = None, tls: dict[str, Any] | None = None,
-                       ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+                       ) -> tuple[asyncio.Transport, _ProtocolT]:
     sock.setblocking(False)
     waiter = loop.create_future()
     try:
@@ -251,10 +255,10 @@ async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: Protoco
 
 
 async def create_unix_connection(
-    self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *, ssl: Any = None,
+    self: EventLoop, protocol_factory: Callable[[], _ProtocolT], path: str | None = None, *, ssl: Any = None,
     sock: socket.socket | None = None, server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, _ProtocolT]:
     self._check_closed()
     _check_ssl_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl and server_hostname is None:
@@ -281,9 +285,9 @@ async def create_unix_connection(
 
 
 async def connect_accepted_socket(
-    self: Any, protocol_factory: ProtocolFactory, sock: socket.socket, *, ssl: Any = None,
+    self: EventLoop, protocol_factory: Callable[[], _ProtocolT], sock: socket.socket, *, ssl: Any = None,
     ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, _ProtocolT]:
     self._check_closed()
     if sock.type != socket.SOCK_STREAM:
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
@@ -304,7 +308,7 @@ def _hosts(host: Any) -> list[Any]:
 
 
 async def create_server(
-    self: Any, protocol_factory: ProtocolFactory, host: Any = None, port: Any = None, *,
+    self: EventLoop, protocol_factory: ProtocolFactory, host: Any = None, port: Any = None, *,
     family: int = socket.AF_UNSPEC, flags: int = socket.AI_PASSIVE, sock: socket.socket | None = None,
     backlog: int = 100, ssl: Any = None, reuse_address: bool | None = None,
     reuse_port: bool | None = None, keep_alive: bool | None = None,
@@ -373,7 +377,7 @@ async def create_server(
 
 
 async def create_unix_server(
-    self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *,
+    self: EventLoop, protocol_factory: ProtocolFactory, path: str | None = None, *,
     sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
     ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
     start_serving: bool = True, cleanup_socket: bool = True,

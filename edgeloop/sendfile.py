@@ -47,10 +47,13 @@ import asyncio
 import errno
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .transports.stream import StreamTransport
 from .transports.tls import SSLTransport
+
+if TYPE_CHECKING:
+    from .loop import EventLoop
 
 _NATIVE_CHUNK = 4 * 1024 * 1024      # bytes asked of one os.sendfile() call
 _CALLS_PER_WAKEUP = 16               # os.sendfile() calls before yielding to other callbacks
@@ -94,7 +97,7 @@ def set_file_position(file: Any, position: int) -> None:
         os.lseek(file.fileno(), position, os.SEEK_SET)
 
 
-async def sendfile(self: Any, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
+async def sendfile(self: EventLoop, transport: asyncio.WriteTransport, file: Any, offset: int = 0,
                    count: int | None = None, *, fallback: bool = True) -> int:
     """``loop.sendfile``: send ``file`` (from ``offset``, ``count`` bytes or to EOF) over
     ``transport``; return the number of bytes sent."""
@@ -108,7 +111,7 @@ async def sendfile(self: Any, transport: asyncio.WriteTransport, file: Any, offs
         raise RuntimeError("sendfile is already in progress on this transport")
     if native:
         try:
-            return await _sendfile_native(self, transport, file, offset, count)
+            return await _sendfile_native(self, transport, file, offset, count)  # type: ignore[arg-type]
         except asyncio.SendfileNotAvailableError:
             if not fallback:
                 raise
@@ -132,7 +135,7 @@ class _Watch(asyncio.Protocol):
     remembers what the fallback needs to know (write pause, connection lost).  It also pauses
     reading for the transfer and resumes it afterwards if it was on."""
 
-    def __init__(self, loop: Any, transport: Any) -> None:
+    def __init__(self, loop: EventLoop, transport: Any) -> None:
         self._loop = loop
         self._transport = transport
         self._protocol = transport.get_protocol()
@@ -199,7 +202,7 @@ class _BufferedWatch(_Watch, asyncio.BufferedProtocol):
         self._protocol.buffer_updated(nbytes)
 
 
-def _watch(loop: Any, transport: Any) -> _Watch:
+def _watch(loop: EventLoop, transport: Any) -> _Watch:
     if isinstance(transport.get_protocol(), asyncio.BufferedProtocol):
         return _BufferedWatch(loop, transport)
     return _Watch(loop, transport)
@@ -207,7 +210,7 @@ def _watch(loop: Any, transport: Any) -> _Watch:
 
 # ---------------------------------------------------------------------- zero-copy
 
-async def _sendfile_native(loop: Any, transport: StreamTransport, file: Any, offset: int,
+async def _sendfile_native(loop: EventLoop, transport: StreamTransport, file: Any, offset: int,
                            count: int | None) -> int:
     fileno = file_descriptor(file)
     if count is None and not os.fstat(fileno).st_size:
@@ -224,7 +227,7 @@ async def _sendfile_native(loop: Any, transport: StreamTransport, file: Any, off
 class _FilePump:
     """One ``os.sendfile`` transfer, driven by the transport it is the ``_sendfile`` of."""
 
-    def __init__(self, loop: Any, transport: StreamTransport, fileno: int, offset: int,
+    def __init__(self, loop: EventLoop, transport: StreamTransport, fileno: int, offset: int,
                  count: int | None) -> None:
         self._loop = loop
         self._transport = transport
@@ -329,7 +332,7 @@ class _FilePump:
 
 # ---------------------------------------------------------------------- fallback
 
-async def _sendfile_fallback(loop: Any, transport: Any, file: Any, offset: int,
+async def _sendfile_fallback(loop: EventLoop, transport: Any, file: Any, offset: int,
                              count: int | None) -> int:
     watch = _watch(loop, transport)
     total = 0

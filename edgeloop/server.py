@@ -261,7 +261,7 @@ class Server(asyncio.AbstractServer):
         return self._serving
 
     @property
-    def sockets(self) -> tuple[socket.socket, ...]:
+    def sockets(self) -> tuple[TransportSocket, ...]:
         if self._sockets is None:
             return ()
         # asyncio's own wrapper: the socket's queries and options, but not close() or blocking I/O.

@@ -51,7 +51,7 @@ class SignalHandlers(HandlerBase):
             self._wsock.setblocking(False)
             self._loop.io.register(self._rsock.fileno(), self, EPOLLIN)
         try:
-            signal.set_wakeup_fd(self._wsock.fileno())
+            signal.set_wakeup_fd(self._wsock.fileno())  # type: ignore[union-attr]
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc)) from exc
 
@@ -110,13 +110,13 @@ class SignalHandlers(HandlerBase):
             return
         try:
             previous = signal.set_wakeup_fd(-1)
-            if previous not in (-1, self._wsock.fileno()):
+            if previous not in (-1, self._wsock.fileno()):  # type: ignore[union-attr]
                 signal.set_wakeup_fd(previous)  # someone else's, installed after ours: keep it
         except (ValueError, OSError):
             pass  # not the main thread, or interpreter shutting down
         self._loop.io.unregister(self._rsock.fileno())
         self._rsock.close()
-        self._wsock.close()
+        self._wsock.close()  # type: ignore[union-attr]
         self._rsock = self._wsock = None
 
     def close(self) -> None:

@@ -11,7 +11,10 @@ import asyncio
 import errno
 import os
 import socket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .loop import EventLoop
 
 try:
     from ssl import SSLSocket
@@ -21,7 +24,7 @@ except ImportError:  # Python built without ssl
 _AGAIN = (BlockingIOError, InterruptedError)
 
 
-def _check(loop: Any, sock: socket.socket) -> None:
+def _check(loop: EventLoop, sock: socket.socket) -> None:
     loop._check_closed()
     if SSLSocket is not None and isinstance(sock, SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
@@ -29,7 +32,7 @@ def _check(loop: Any, sock: socket.socket) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
-async def _when_ready(loop: Any, sock: socket.socket, reading: bool, attempt: Callable[[], Any]) -> Any:
+async def _when_ready(loop: EventLoop, sock: socket.socket, reading: bool, attempt: Callable[[], Any]) -> Any:
     """Call ``attempt()`` each time ``sock`` is ready until it stops raising BlockingIOError.
 
     ``attempt`` returns ``(done, result)``; it may make partial progress (sendall) and ask for
@@ -64,7 +67,7 @@ async def _when_ready(loop: Any, sock: socket.socket, reading: bool, attempt: Ca
         loop._remove_fd_handle(fd, handle, reading)
 
 
-async def sock_recv(self: Any, sock: socket.socket, n: int) -> bytes:
+async def sock_recv(self: EventLoop, sock: socket.socket, n: int) -> bytes:
     _check(self, sock)
     try:
         return sock.recv(n)
@@ -73,7 +76,7 @@ async def sock_recv(self: Any, sock: socket.socket, n: int) -> bytes:
     return await _when_ready(self, sock, True, lambda: (True, sock.recv(n)))
 
 
-async def sock_recv_into(self: Any, sock: socket.socket, buf: Any) -> int:
+async def sock_recv_into(self: EventLoop, sock: socket.socket, buf: Any) -> int:
     _check(self, sock)
     try:
         return sock.recv_into(buf)
@@ -82,7 +85,7 @@ async def sock_recv_into(self: Any, sock: socket.socket, buf: Any) -> int:
     return await _when_ready(self, sock, True, lambda: (True, sock.recv_into(buf)))
 
 
-async def sock_recvfrom(self: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+async def sock_recvfrom(self: EventLoop, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
     _check(self, sock)
     try:
         return sock.recvfrom(bufsize)
@@ -91,7 +94,7 @@ async def sock_recvfrom(self: Any, sock: socket.socket, bufsize: int) -> tuple[b
     return await _when_ready(self, sock, True, lambda: (True, sock.recvfrom(bufsize)))
 
 
-async def sock_recvfrom_into(self: Any, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple[int, Any]:
+async def sock_recvfrom_into(self: EventLoop, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple[int, Any]:
     _check(self, sock)
     if not nbytes:
         nbytes = len(buf)
@@ -102,7 +105,7 @@ async def sock_recvfrom_into(self: Any, sock: socket.socket, buf: Any, nbytes: i
     return await _when_ready(self, sock, True, lambda: (True, sock.recvfrom_into(buf, nbytes)))
 
 
-async def sock_sendall(self: Any, sock: socket.socket, data: Any) -> None:
+async def sock_sendall(self: EventLoop, sock: socket.socket, data: Any) -> None:
     _check(self, sock)
     try:
         sent = sock.send(data)
@@ -121,7 +124,7 @@ async def sock_sendall(self: Any, sock: socket.socket, data: Any) -> None:
     await _when_ready(self, sock, False, attempt)
 
 
-async def sock_sendto(self: Any, sock: socket.socket, data: Any, address: Any) -> int:
+async def sock_sendto(self: EventLoop, sock: socket.socket, data: Any, address: Any) -> int:
     _check(self, sock)
     try:
         return sock.sendto(data, address)
@@ -130,7 +133,7 @@ async def sock_sendto(self: Any, sock: socket.socket, data: Any, address: Any) -
     return await _when_ready(self, sock, False, lambda: (True, sock.sendto(data, address)))
 
 
-async def _resolve(loop: Any, sock: socket.socket, address: Any) -> Any:
+async def _resolve(loop: EventLoop, sock: socket.socket, address: Any) -> Any:
     """Resolve a host name in an (host, port, ...) address the way sock.connect would, but in the
     executor instead of blocking the loop."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
@@ -145,7 +148,7 @@ async def _resolve(loop: Any, sock: socket.socket, address: Any) -> Any:
     return resolved
 
 
-async def sock_connect(self: Any, sock: socket.socket, address: Any) -> None:
+async def sock_connect(self: EventLoop, sock: socket.socket, address: Any) -> None:
     _check(self, sock)
     address = await _resolve(self, sock, address)
     try:
@@ -165,7 +168,7 @@ async def sock_connect(self: Any, sock: socket.socket, address: Any) -> None:
     await _when_ready(self, sock, False, attempt)
 
 
-async def sock_accept(self: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
+async def sock_accept(self: EventLoop, sock: socket.socket) -> tuple[socket.socket, Any]:
     _check(self, sock)
 
     def attempt() -> tuple[bool, tuple[socket.socket, Any]]:
@@ -180,8 +183,8 @@ async def sock_accept(self: Any, sock: socket.socket) -> tuple[socket.socket, An
     return await _when_ready(self, sock, True, attempt)
 
 
-async def sock_sendfile(self: Any, sock: socket.socket, file: Any, offset: int = 0,
-                        count: int | None = None, *, fallback: bool = True) -> int:
+async def sock_sendfile(self: EventLoop, sock: socket.socket, file: Any, offset: int = 0,
+                        count: int | None = None, *, fallback: bool | None = True) -> int:
     """Send a file over a connected stream socket: ``os.sendfile`` (zero-copy) when possible,
     else (``fallback=True``) read-and-send in chunks.  Same rules as asyncio: TypeError/ValueError
     for bad arguments, SendfileNotAvailableError (fallback=False) when the file cannot be sent
@@ -200,7 +203,7 @@ async def sock_sendfile(self: Any, sock: socket.socket, file: Any, offset: int =
     return await _sendfile_fallback(self, sock, file, offset, count)
 
 
-async def _sock_sendfile_native(loop: Any, sock: socket.socket, fileno: int, file: Any,
+async def _sock_sendfile_native(loop: EventLoop, sock: socket.socket, fileno: int, file: Any,
                                 offset: int, count: int | None) -> int:
     from .sendfile import NOT_AVAILABLE_ERRNOS
 
@@ -240,7 +243,7 @@ async def _sock_sendfile_native(loop: Any, sock: socket.socket, fileno: int, fil
     return position[0] - offset
 
 
-async def _sendfile_fallback(loop: Any, sock: socket.socket, file: Any, offset: int, count: int | None) -> int:
+async def _sendfile_fallback(loop: EventLoop, sock: socket.socket, file: Any, offset: int, count: int | None) -> int:
     chunk = 256 * 1024
     if offset:
         file.seek(offset)

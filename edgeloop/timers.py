@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from asyncio import TimerHandle
+from typing import Callable
 
 # Rebuild when more than this many cancelled entries make up more than half of the heap.
 _COMPACT_MIN = 100
@@ -30,8 +31,8 @@ class TimerQueue:
         return len(self._heap) - self._cancelled
 
     def push(self, handle: TimerHandle) -> None:
-        heapq.heappush(self._heap, (handle._when, next(self._seq), handle))
-        handle._scheduled = True
+        heapq.heappush(self._heap, (handle._when, next(self._seq), handle))  # type: ignore[attr-defined]
+        handle._scheduled = True  # type: ignore[attr-defined]
 
     def cancelled(self, handle: TimerHandle) -> None:
         """A scheduled handle was cancelled; compact when dead entries dominate."""
@@ -43,7 +44,7 @@ class TimerQueue:
                 h = entry[2]
                 # ``handle`` is being cancelled: its ``_cancelled`` flag is set just after this call.
                 if h._cancelled or h is handle:
-                    h._scheduled = False
+                    h._scheduled = False  # type: ignore[attr-defined]
                 else:
                     live.append(entry)
             heapq.heapify(live)
@@ -58,17 +59,17 @@ class TimerQueue:
             if not entry[2]._cancelled:
                 return entry[0]
             heapq.heappop(heap)
-            entry[2]._scheduled = False
+            entry[2]._scheduled = False  # type: ignore[attr-defined]
             self._cancelled -= 1
         return None
 
-    def pop_due(self, end: float, ready_append) -> None:
+    def pop_due(self, end: float, ready_append: Callable[[TimerHandle], object]) -> None:
         """Move every live timer due at or before ``end`` to the ready queue."""
         heap = self._heap
         pop = heapq.heappop
         while heap and heap[0][0] <= end:
             handle = pop(heap)[2]
-            handle._scheduled = False
+            handle._scheduled = False  # type: ignore[attr-defined]
             if handle._cancelled:
                 self._cancelled -= 1
             else:
@@ -76,6 +77,6 @@ class TimerQueue:
 
     def clear(self) -> None:
         for entry in self._heap:
-            entry[2]._scheduled = False
+            entry[2]._scheduled = False  # type: ignore[attr-defined]
         self._heap.clear()
         self._cancelled = 0

@@ -42,7 +42,7 @@ from . import new_event_loop
 __all__ = ["GunicornWebWorker"]
 
 
-class GunicornWebWorker(_AiohttpGunicornWebWorker):  # type: ignore[misc]
+class GunicornWebWorker(_AiohttpGunicornWebWorker):
     """aiohttp's gunicorn worker with an edgeloop as its event loop."""
 
     #: Keyword arguments for ``edgeloop.new_event_loop`` (backend, trigger, read_policy).

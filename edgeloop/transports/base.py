@@ -72,6 +72,7 @@ class FdTransport:
     _fd: int
     _context: contextvars.Context
     _on_events: Callable[[int], None]
+    _extra: dict[str, Any]  # set by asyncio.BaseTransport.__init__(extra)
 
     def _attach_loop(self, loop: EventLoop, context: contextvars.Context | None = None) -> None:
         """Take what the transport needs from the loop (its services and counters), and the
@@ -83,7 +84,7 @@ class FdTransport:
         if context is None:
             context = contextvars.copy_context()
         self._context = context
-        self._on_events = functools.partial(context.run, self._events)
+        self._on_events = functools.partial(context.run, self._events)  # type: ignore[call-arg]
 
     def _events(self, mask: int) -> None:  # pragma: no cover
         """The kind's event handler (see ``_on_events``)."""
@@ -93,7 +94,7 @@ class FdTransport:
         self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
+        return self._protocol
 
     def is_closing(self) -> bool:
         return self._closing

@@ -170,7 +170,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
 
     def _read_ready(self) -> None:
         buf, view = _scratch_buffer()
-        recvfrom_into = self._sock.recvfrom_into
+        recvfrom_into = self._sock.recvfrom_into  # type: ignore[union-attr]
         protocol = self._protocol
         budget = self._budget
         n = 0
@@ -245,9 +245,9 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         (an OSError, reported to ``error_received``, or a fatal error)."""
         try:
             if self._connected:
-                self._sock.send(data)
+                self._sock.send(data)  # type: ignore[union-attr]
             else:
-                self._sock.sendto(data, addr)
+                self._sock.sendto(data, addr)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -342,7 +342,7 @@ async def create_datagram_endpoint(
     return transport, protocol
 
 
-async def _address_pairs(loop: Any, local_addr: Any, remote_addr: Any, family: int, proto: int,
+async def _address_pairs(loop: EventLoop, local_addr: Any, remote_addr: Any, family: int, proto: int,
                          flags: int) -> list[tuple[tuple[int, int], tuple[Any, Any]]]:
     """``[((family, proto), (local, remote)), ...]``: the socket kinds to try, in order."""
     if not (local_addr or remote_addr):
@@ -391,7 +391,7 @@ def _remove_stale_socket(path: str) -> None:
         logger.error("Unable to check or remove stale UNIX socket %r: %r", path, exc)
 
 
-async def _open_socket(loop: Any, pairs: list[Any], local_addr: Any, remote_addr: Any,
+async def _open_socket(loop: EventLoop, pairs: list[Any], local_addr: Any, remote_addr: Any,
                        reuse_port: bool | None, allow_broadcast: bool | None) -> tuple[socket.socket, Any]:
     """The first kind in ``pairs`` that can be created, bound and connected wins; if none can,
     the first error is raised."""

@@ -12,7 +12,10 @@ loop's exception handler, like in every asyncio loop.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
 
 HIGH_WATER = 64 * 1024
 
@@ -20,7 +23,7 @@ HIGH_WATER = 64 * 1024
 class WriteFlowControl:
     """Mixin: ``set_write_buffer_limits`` and friends over ``self._buffer_size``."""
 
-    _loop: Any
+    _loop: EventLoop
     _protocol: Any
     _buffer_size = 0
     _high = HIGH_WATER

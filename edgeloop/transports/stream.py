@@ -209,7 +209,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             self._read_ready_buffered()
             return
         # Hot path: locals for everything touched per read.
-        recv = self._sock.recv
+        recv = self._sock.recv  # type: ignore[union-attr]
         protocol = self._protocol
         data_received = protocol.data_received
         budget = self._budget
@@ -256,7 +256,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         # as a second flat loop on purpose: sharing it would put a per-read branch or a call
         # on the hottest path of both.
         protocol = self._protocol
-        recv_into = self._sock.recv_into
+        recv_into = self._sock.recv_into  # type: ignore[union-attr]
         budget = self._budget
         short = self._short_reads and not self._hup
         n = 0
@@ -362,7 +362,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             # mode we skip it when we know the socket is full (EPOLLOUT has not come back yet).
             if self._writable or not self._edge:
                 try:
-                    n = self._sock.send(data)
+                    n = self._sock.send(data)  # type: ignore[union-attr]
                 except (BlockingIOError, InterruptedError):
                     n = 0
                 except (SystemExit, KeyboardInterrupt):
@@ -473,7 +473,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
 
     def _shutdown_write(self) -> None:
         try:
-            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.shutdown(socket.SHUT_WR)  # type: ignore[union-attr]
         except OSError:
             pass  # the peer is gone already; the read side will find out
 

@@ -145,7 +145,7 @@ class _PidfdWatcher(HandlerBase):
                 _reap_in_thread(self.proc.pid)
 
 
-def _start_thread_watcher(loop: Any, proc: subprocess.Popen, callback: Any) -> None:
+def _start_thread_watcher(loop: EventLoop, proc: subprocess.Popen, callback: Any) -> None:
     """Fallback: a daemon thread notices the exit (without reaping) and the loop reaps."""
     pid = proc.pid
 
@@ -185,24 +185,26 @@ class _PipeProtocol(asyncio.Protocol):
         return f"<{type(self).__name__} fd={self.fd} pipe={self.pipe!r}>"
 
     def data_received(self, data: bytes) -> None:
-        self.owner._pipe_data_received(self.fd, data)
+        self.owner._pipe_data_received(self.fd, data)  # type: ignore[union-attr]
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.disconnected = True
         owner, self.owner = self.owner, None
-        owner._pipe_connection_lost(self.fd, exc)
+        owner._pipe_connection_lost(self.fd, exc)  # type: ignore[union-attr]
 
     def pause_writing(self) -> None:
-        self.owner._protocol.pause_writing()
+        self.owner._protocol.pause_writing()  # type: ignore[union-attr]
 
     def resume_writing(self) -> None:
-        self.owner._protocol.resume_writing()
+        self.owner._protocol.resume_writing()  # type: ignore[union-attr]
 
 
 class SubprocessTransport(asyncio.SubprocessTransport):
     """A child process started with ``subprocess.Popen``, its pipes, and its exit."""
 
-    def __init__(self, loop: Any, protocol: asyncio.BaseProtocol, args: Any, shell: bool,
+    _extra: dict[str, Any]  # set by asyncio.BaseTransport.__init__(extra)
+
+    def __init__(self, loop: EventLoop, protocol: asyncio.BaseProtocol, args: Any, shell: bool,
                  stdin: Any, stdout: Any, stderr: Any, bufsize: int,
                  extra: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(extra)
@@ -243,16 +245,16 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     def _watch_exit(self) -> None:
         if _HAVE_PIDFD:
             try:
-                self._pidfd = _PidfdWatcher(self._loop, self._proc, self._process_exited)
+                self._pidfd = _PidfdWatcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
                 return
             except OSError:
                 pass  # ENOSYS, EPERM under seccomp, EMFILE...: use the thread
-        _start_thread_watcher(self._loop, self._proc, self._process_exited)
+        _start_thread_watcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
 
     async def _connect_pipes(self) -> None:
         """Wrap the child's pipes in pipe transports, through ``loop.connect_*_pipe`` like the
         stdlib (so that code wrapping those methods sees them), then call connection_made."""
-        proc = self._proc
+        proc: subprocess.Popen[Any] = self._proc  # type: ignore[assignment]
         loop = self._loop
         for fd, pipe, connect in ((0, proc.stdin, loop.connect_write_pipe),
                                   (1, proc.stdout, loop.connect_read_pipe),
@@ -297,7 +299,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     def is_closing(self) -> bool:
         return self._closed
 
-    def get_pid(self) -> int | None:
+    def get_pid(self) -> int | None:  # type: ignore[override]  # None only before Popen() succeeded
         return self._pid
 
     def get_returncode(self) -> int | None:
@@ -316,7 +318,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             if self._pidfd is not None and self._pidfd.fd >= 0:
                 self._pidfd.send_signal(signal)
             else:
-                os.kill(self._pid, signal)
+                os.kill(self._pid, signal)  # type: ignore[arg-type]
         except ProcessLookupError:
             pass
 
@@ -357,7 +359,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._pidfd is not None:
             self._pidfd.close()
             self._pidfd = None
-            _reap_in_thread(self._pid)
+            _reap_in_thread(self._pid)  # type: ignore[arg-type]
         # (the fallback thread, if any, reaps by itself once call_soon_threadsafe fails)
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
@@ -494,7 +496,7 @@ def _check_binary(bufsize: int, text: Any, encoding: Any, errors: Any) -> None:
 
 
 async def subprocess_exec(
-    self: Any, protocol_factory: Any, program: Any, *args: Any, stdin: Any = subprocess.PIPE,
+    self: EventLoop, protocol_factory: Any, program: Any, *args: Any, stdin: Any = subprocess.PIPE,
     stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, universal_newlines: bool = False,
     shell: bool = False, bufsize: int = 0, encoding: str | None = None, errors: str | None = None,
     text: bool | None = None, **kwargs: Any,
@@ -512,7 +514,7 @@ async def subprocess_exec(
 
 
 async def subprocess_shell(
-    self: Any, protocol_factory: Any, cmd: str | bytes, *, stdin: Any = subprocess.PIPE,
+    self: EventLoop, protocol_factory: Any, cmd: str | bytes, *, stdin: Any = subprocess.PIPE,
     stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE, universal_newlines: bool = False,
     shell: bool = True, bufsize: int = 0, encoding: str | None = None, errors: str | None = None,
     text: bool | None = None, **kwargs: Any,
@@ -530,7 +532,7 @@ async def subprocess_shell(
     return transport, protocol
 
 
-async def _start(loop: Any, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
+async def _start(loop: EventLoop, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
                  stderr: Any, bufsize: int, kwargs: dict[str, Any]) -> SubprocessTransport:
     transport = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
                                     **kwargs)

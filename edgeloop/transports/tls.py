@@ -60,7 +60,10 @@ import enum
 import logging
 import ssl
 import warnings
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from ..loop import EventLoop
 
 logger = logging.getLogger("asyncio")
 
@@ -236,7 +239,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
     def __init__(
         self,
-        loop: Any,
+        loop: EventLoop,
         app_protocol: asyncio.BaseProtocol,
         context: ssl.SSLContext,
         waiter: asyncio.Future[None] | None,
@@ -513,7 +516,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
             if not n:
                 notified = True
                 break
-            filled += n
+            filled += n  # type: ignore[operator]
         if filled:
             protocol.buffer_updated(filled)
         return more, notified
@@ -780,7 +783,7 @@ class TLSProtocol(asyncio.BufferedProtocol):
 
 # ---------------------------------------------------------------------- loop-level functions
 
-def server_protocol(loop: Any, app_protocol: asyncio.BaseProtocol, context: ssl.SSLContext,
+def server_protocol(loop: EventLoop, app_protocol: asyncio.BaseProtocol, context: ssl.SSLContext,
                     ssl_handshake_timeout: float | None = None,
                     ssl_shutdown_timeout: float | None = None) -> TLSProtocol:
     """The raw-transport protocol of a TLS connection accepted by a server."""
@@ -796,7 +799,7 @@ def _upgradable(transport: Any) -> bool:
 
 
 async def start_tls(
-    self: Any, transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol,
+    self: EventLoop, transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol,
     sslcontext: ssl.SSLContext, *, server_side: bool = False, server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
 ) -> asyncio.Transport:
@@ -815,10 +818,10 @@ async def start_tls(
                       ssl_handshake_timeout=ssl_handshake_timeout,
                       ssl_shutdown_timeout=ssl_shutdown_timeout, app_connected=True)
     # Pause first: no byte may reach the new protocol before its connection_made.
-    transport.pause_reading()
+    transport.pause_reading()  # type: ignore[attr-defined]  # _upgradable(): it has one
     transport.set_protocol(tls)
     made = self.call_soon(tls.connection_made, transport)
-    resumed = self.call_soon(transport.resume_reading)
+    resumed = self.call_soon(transport.resume_reading)  # type: ignore[attr-defined]
     app_transport = tls.app_transport  # ours even if the connection is lost before we resume
     try:
         await waiter
