@@ -390,3 +390,110 @@ async def test_timers_follow_a_patched_loop_time():
         await asyncio.wait_for(sleeper, 2)
     finally:
         del loop.time
+
+
+# ------------------------------------------------------------------ uvicorn websocket upgrade
+
+async def _ws_echo_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    assert scope["type"] == "websocket"
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+async def _uvicorn(ws: str):
+    uvicorn = pytest.importorskip("uvicorn")
+    config = uvicorn.Config(_ws_echo_app, host="127.0.0.1", port=0, loop="none", http="h11",
+                            ws=ws, lifespan="off", log_level="warning",
+                            h11_max_incomplete_event_size=256 * 1024)
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, port
+
+
+def _client_frame(text: str) -> bytes:
+    """A masked text frame, as a client sends it (RFC 6455, 5.2)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def _read_server_frame(reader: asyncio.StreamReader) -> str:
+    b0, b1 = await reader.readexactly(2)
+    assert b0 == 0x81, hex(b0)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return (await reader.readexactly(n)).decode()
+
+
+@pytest.mark.parametrize("ws", ["websockets-sansio", "wsproto"])
+@pytest.mark.asyncio
+async def test_uvicorn_websocket_upgrade_then_frames_in_the_same_drain(ws):
+    """uvicorn switches protocols (transport.set_protocol) inside data_received.  The handshake
+    here fills exactly one 64 KiB read and the frames follow at once, so an edge-triggered drain
+    reads the frames in the same drain: they must reach the websocket protocol."""
+    pytest.importorskip("websockets" if ws == "websockets-sansio" else "wsproto")
+    server, task, port = await _uvicorn(ws)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n")
+        # Padding headers (servers cap a header line at 8 KiB) up to exactly 64 KiB.
+        for i in range(15):
+            head += f"X-Pad-{i:02d}: " + "p" * 4000 + "\r\n"
+        head += "X-Pad-Last: "
+        pad = 64 * 1024 - len(head) - len("\r\n\r\n")
+        request = (head + "p" * pad + "\r\n\r\n").encode()
+        assert len(request) == 64 * 1024
+        messages = [f"{i:04d}:" + "m" * 3000 for i in range(40)]
+        writer.write(request + b"".join(_client_frame(m) for m in messages))
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert status.startswith(b"HTTP/1.1 101"), status[:80]
+        echoed = [await asyncio.wait_for(_read_server_frame(reader), 10) for _ in messages]
+        assert echoed == messages
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_uvicorn_websocket_with_the_websockets_client():
+    """The same server with a real client: upgrade, then 50 messages sent back to back."""
+    client = pytest.importorskip("websockets.asyncio.client")
+    server, task, port = await _uvicorn("websockets-sansio")
+    try:
+        async with client.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as conn:
+            messages = [f"{i}:" + "w" * (i * 997) for i in range(50)]
+            for m in messages:
+                await conn.send(m)
+            echoed = [await asyncio.wait_for(conn.recv(), 10) for _ in messages]
+            assert echoed == messages
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
