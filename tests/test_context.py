@@ -449,6 +449,8 @@ async def _read_server_frame(reader: asyncio.StreamReader) -> str:
     return (await reader.readexactly(n)).decode()
 
 
+@pytest.mark.skipif(REFERENCE, reason="the stdlib reads 256 KiB per recv: the frames come in the "
+                    "handshake's own chunk, whose tail uvicorn's h11 protocol drops")
 @pytest.mark.parametrize("ws", ["websockets-sansio", "wsproto"])
 @pytest.mark.asyncio
 async def test_uvicorn_websocket_upgrade_then_frames_in_the_same_drain(ws):
