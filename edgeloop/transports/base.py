@@ -128,16 +128,22 @@ class FdTransport:
     # ------------------------------------------------------------------ starting
 
     def _make_connection(self, waiter: asyncio.Future[Any] | None) -> bool:
-        """Call ``protocol.connection_made``; False (and the transport failing) if it raised."""
+        """Call ``protocol.connection_made``; False if it raised.
+
+        As in asyncio, a protocol that fails to start is the protocol's bug, not the caller's:
+        the exception goes to the loop's exception handler and ``create_connection()`` (or the
+        server) carries on.  asyncio then leaves the transport open; edgeloop closes it, with
+        ``connection_lost(exc)`` called once, rather than feed data to a protocol that never
+        started."""
         self._protocol_connected = True
         try:
             self._protocol.connection_made(self)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+            self._report(exc, "Exception in protocol.connection_made()")
+            self._force_close(exc)
+            set_result_unless_cancelled(waiter, None)
             return False
         return True
 
