@@ -43,6 +43,11 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _callback_name(handle: Handle) -> str:
+    cb = getattr(handle, "_callback", None)
+    return getattr(cb, "__qualname__", None) or repr(cb)
+
+
 def _identity(fd: int) -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)
@@ -140,6 +145,14 @@ class FdCallbacks(HandlerBase):
                 # fd was closed behind our back.
                 if self._io.handler_of(self.fd) is self:
                     self.drop()
+
+    def _describe(self) -> dict[str, Any]:
+        names = [("reader", self.reader), ("writer", self.writer)]
+        live = [(role, h) for role, h in names if h is not None]
+        return {
+            "kind": "+".join(role for role, _ in live) or "callbacks",
+            "state": [f"{role}={_callback_name(h)}" for role, h in live],
+        }
 
     def _on_handler_error(self, exc: BaseException) -> None:
         # Only the bookkeeping can fail here (the callbacks run behind Handle._run's own

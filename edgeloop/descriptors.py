@@ -23,6 +23,7 @@ The handler's side (``Handler``, a ``typing.Protocol`` that mypy checks):
   loop has already reported it to its exception handler; the handler releases its descriptor:
   a transport aborts, with ``connection_lost(exc)``.
 * ``_is_transport``: a transport owns its fd until ``connection_lost``; ``add_reader`` refuses it.
+* ``_describe()``: a dict for ``loop.describe()`` (kind, addresses, state, counters).
 
 The loop's side (``IOServices``, one per loop, reached as ``loop.io``): the only door from a
 handler into the loop's machinery.  Handlers never touch the loop's private attributes.
@@ -69,6 +70,8 @@ class Handler(Protocol):
 
     def _on_handler_error(self, exc: BaseException) -> None: ...
 
+    def _describe(self) -> dict[str, Any]: ...
+
 
 class HandlerBase:
     """Defaults for handlers that are not transports: never deferred, nothing to abort."""
@@ -85,6 +88,9 @@ class HandlerBase:
 
     def _on_handler_error(self, exc: BaseException) -> None:
         """Reported by the loop already; the descriptor stays registered."""
+
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__}
 
 
 class IOServices:
@@ -154,7 +160,7 @@ class IOServices:
 
     def run_handle(self, handle: Handle) -> None:
         loop = self._loop
-        if not loop._debug:
+        if not loop._timing:
             handle._run()
             return
         loop._current_handle = handle
@@ -163,4 +169,4 @@ class IOServices:
             handle._run()
         finally:
             loop._current_handle = None
-        loop._warn_if_slow(handle, time.monotonic() - t0)
+        loop._handle_ran(handle, time.monotonic() - t0)

@@ -67,7 +67,7 @@ import weakref
 from asyncio import Handle, TimerHandle
 from typing import Any, Callable, Coroutine, Generator, TypeVar, TypeVarTuple, Unpack
 
-from . import network, sockets
+from . import introspect, network, sockets
 from .callbacks import FdCallbacks, fileobj_to_fd
 from .descriptors import Handler, HandlerBase, IOServices
 from .poller import BACKENDS, EPOLLIN, Poller, default_backend
@@ -134,6 +134,9 @@ class _Waker(HandlerBase):
         except (BlockingIOError, OSError):
             pass
 
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": "waker", "state": ["eventfd for call_soon_threadsafe"]}
+
     def close(self, poller: Poller) -> None:
         poller.unregister(self.fd)
         os.close(self.fd)
@@ -174,6 +177,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         backend: str | None = None,
         trigger: str | None = None,
         read_policy: str | None = None,
+        stall_threshold: float | None = None,
     ) -> None:
         self._closed = True  # until construction succeeds: __del__ must not warn about a half loop
         if backend is None:
@@ -193,6 +197,13 @@ class EventLoop(asyncio.AbstractEventLoop):
             read_policy = os.environ.get("EDGELOOP_READ_POLICY") or "short"
         if read_policy not in ("short", "eagain"):
             raise ValueError(f"read_policy must be 'short' or 'eagain', not {read_policy!r}")
+        if stall_threshold is None:
+            stall_threshold = introspect.stall_threshold_from_env()
+        elif isinstance(stall_threshold, bool) or not isinstance(stall_threshold, (int, float)):
+            raise TypeError(f"stall_threshold must be a number of seconds, not {stall_threshold!r}")
+        elif not stall_threshold > 0:
+            raise ValueError(f"stall_threshold must be positive, not {stall_threshold!r}")
+        dump_signal = introspect.dump_signal_from_env()
 
         self.backend = backend
         self.trigger = trigger
@@ -222,6 +233,10 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._debug = _env_debug()
+        self._stall = introspect.StallWatch(self, stall_threshold) if stall_threshold else None
+        self._dump_signal = dump_signal
+        # Time each callback (debug mode, or the stall detector after a stall): see io.run_handle.
+        self._timing = self._debug
         self._current_handle: Handle | None = None
         self.slow_callback_duration = 0.1
         self._signals = SignalHandlers(self)
@@ -252,6 +267,8 @@ class EventLoop(asyncio.AbstractEventLoop):
                 firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
             )
             asyncio._set_running_loop(self)
+            if self._dump_signal is not None:
+                self._install_dump_signal()
             run_once = self._run_once
             while True:
                 run_once()
@@ -366,6 +383,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         events = self._poller.wait(timeout)
         self._polling = False
         self._stats.polls += 1
+        stall = self._stall
+        if stall is not None:
+            stall.start(events)  # the iteration's work is timed from here: waiting is not a stall
 
         if timers._heap:
             timers.pop_due(self.time() + self._clock_resolution, ready.append)
@@ -376,7 +396,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         # peer's whole exchange is played to its protocol.)
         ntodo = len(ready)
         if ntodo:
-            if self._debug:
+            if stall is not None:
+                stall.note_handles(ready, ntodo)
+            if self._timing:
                 self._run_handles(ready, ntodo)
             else:
                 popleft = ready.popleft
@@ -390,12 +412,19 @@ class EventLoop(asyncio.AbstractEventLoop):
             self._dispatch(events)
             after_io = self._after_io
             if after_io:
+                if stall is not None:
+                    stall.note_handles(after_io, len(after_io))
                 self._run_handles(after_io, len(after_io))
 
         if io.deferred:
             todo = io.deferred
             io.deferred = []
+            if stall is not None:
+                stall.note_deferred(todo)
             self._serve_deferred(todo)
+
+        if stall is not None:
+            stall.finish()
 
     def _dispatch(self, events: list[tuple[int, int]]) -> None:
         """Hand each ``(fd, mask)`` to its handler, behind the exception barrier.
@@ -407,7 +436,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         handlers = self._handlers
         stale = self._poller.stale
         self._soon = self._after_io
-        it = iter(events)
+        stall = self._stall
+        it = iter(events) if stall is None or not stall.attributing else stall.timed(events, handlers)
         try:
             while True:
                 # A try costs nothing on 3.11+ until something is raised; after a failing
@@ -444,7 +474,8 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def _serve_deferred(self, todo: list[Handler]) -> None:
         """Call ``_on_deferred`` of each handler on the deferred list, behind the barrier."""
-        it = iter(todo)
+        stall = self._stall
+        it = iter(todo) if stall is None or not stall.attributing else stall.timed(todo, None)
         while True:
             try:
                 for handler in it:
@@ -482,7 +513,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         I/O batch's callbacks move to the ready queue, so that nothing is lost."""
         popleft = queue.popleft
         try:
-            if self._debug:
+            if self._timing:
                 run = self.io.run_handle
                 for _ in range(n):
                     handle = popleft()
@@ -498,9 +529,39 @@ class EventLoop(asyncio.AbstractEventLoop):
                 self._ready.extend(queue)
                 queue.clear()
 
+    def _handle_ran(self, handle: Handle, seconds: float) -> None:
+        """A timed callback finished (debug mode, or the stall detector attributing)."""
+        if self._debug:
+            self._warn_if_slow(handle, seconds)
+        stall = self._stall
+        if stall is not None and stall.attributing:
+            stall.record_handle(handle, seconds)
+
+    def _update_timing(self) -> None:
+        stall = self._stall
+        self._timing = self._debug or (stall is not None and stall.attributing)
+
     def _warn_if_slow(self, handle: Handle, seconds: float) -> None:
         if seconds >= self.slow_callback_duration:
             logger.warning("Executing %s took %.3f seconds", handle, seconds)
+
+    # ------------------------------------------------------------------ looking inside
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every descriptor the loop watches, now: one dict each (see ``edgeloop.introspect``):
+        ``fd``, ``kind``, ``local``/``peer``, ``state``, ``mask``, ``readable``/``writable``
+        (what edge mode remembers), ``deferred``, ``write_buffer``, ``reads``/``writes``/
+        ``bytes_in``/``bytes_out`` and ``age`` (seconds) where they apply."""
+        return introspect.describe(self)
+
+    def describe_text(self) -> str:
+        """``describe()`` as an aligned table, one line per descriptor."""
+        return introspect.format_table(self.describe())
+
+    def _install_dump_signal(self) -> None:
+        sig, self._dump_signal = self._dump_signal, None  # once per loop
+        if threading.current_thread() is threading.main_thread() and sig is not None:
+            introspect.install_dump_signal(self, sig)
 
     def stats(self) -> dict[str, int]:
         """Counters since the loop was created: a snapshot for benchmarks and tests.
@@ -513,8 +574,13 @@ class EventLoop(asyncio.AbstractEventLoop):
         ``fds`` (registered descriptors).
         """
         s = self._stats
-        out = {name: getattr(s, name) for name in Stats.__slots__}
-        out["iterations"] = s.polls  # one poll per iteration
+        out = {"iterations": s.polls}  # one poll per iteration
+        out.update((name, getattr(s, name)) for name in Stats.__slots__)
+        # Transports count their own reads and writes (loop.describe()); they fold them into
+        # the totals when they close.
+        for handler in self._handlers.values():
+            out["reads"] += getattr(handler, "_reads", 0)
+            out["writes"] += getattr(handler, "_writes", 0)
         out["ctl"] = self._poller.ctl_calls
         out["timers"] = len(self._timers)
         out["fds"] = len(self._handlers)
@@ -791,6 +857,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def set_debug(self, enabled: bool) -> None:
         self._debug = enabled
+        self._update_timing()
         if self.is_running():
             sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH if enabled else 0)
 

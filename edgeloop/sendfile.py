@@ -280,6 +280,8 @@ class _FilePump:
             # A short count may mean a full socket or the end of the file: the next call tells
             # (EAGAIN or 0).  Only EAGAIN promises another EPOLLOUT edge.
             self._position += n
+            transport._writes += 1
+            transport._bytes_out += n
         self._loop.call_soon(self._continue)  # budget spent: let others run
 
     def _abort(self, exc: BaseException | None) -> None:

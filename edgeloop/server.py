@@ -68,6 +68,7 @@ class Acceptor(HandlerBase):
         self._fd = sock.fileno()
         self._pending = False      # edge mode: the backlog may hold connections
         self._backing_off: asyncio.TimerHandle | None = None
+        self._accepted = 0         # connections accepted, for loop.describe()
         self._exclusive = self._register()
 
     def _register(self) -> bool:
@@ -92,6 +93,18 @@ class Acceptor(HandlerBase):
         self._deferred = False
         if self._pending and self._backing_off is None and self._sock is not None:
             self._accept()
+
+    def _describe(self) -> dict[str, Any]:
+        try:
+            local = self._sock.getsockname() if self._sock is not None else None
+        except OSError:
+            local = None
+        state = ["backing-off" if self._backing_off is not None else "accepting"]
+        if self._exclusive:
+            state.append("exclusive")
+        return {"kind": "listener", "local": local, "state": state,
+                "readable": self._pending, "deferred": self._deferred,
+                "accepted": self._accepted}
 
     def _on_handler_error(self, exc: BaseException) -> None:
         # Reported by the loop already.  The backlog may still hold connections and, edge
@@ -133,6 +146,7 @@ class Acceptor(HandlerBase):
             io.cut_off(self)
         finally:
             io.stats.accepts += accepted
+            self._accepted += accepted
 
     def _back_off(self, exc: OSError | None) -> None:
         loop = self._loop

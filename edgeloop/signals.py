@@ -105,6 +105,10 @@ class SignalHandlers(HandlerBase):
                 if handle is not None and not handle._cancelled:
                     self._loop.io.schedule(handle)
 
+    def _describe(self) -> dict[str, Any]:
+        names = sorted(signal.Signals(s).name for s in self._handlers)
+        return {"kind": "signal-wakeup", "state": names}
+
     def _close_wakeup(self) -> None:
         if self._rsock is None:
             return

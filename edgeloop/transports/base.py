@@ -36,6 +36,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,6 +65,14 @@ class FdTransport:
     _closing = False
     _conn_lost = 0          # non-zero once connection_lost is scheduled (or called)
     _dropped_writes = 0
+    # Per-transport counters for loop.describe(); the loop's stats() adds up reads and writes
+    # of the live transports and those folded in by _release().
+    _reads = 0
+    _writes = 0
+    _bytes_in = 0
+    _bytes_out = 0
+    _created = 0.0
+    _kind = "fd"            # what loop.describe() calls it: tcp, unix, udp, pipe-read...
     _DROPPED_WRITE_WARNING = "socket.send() raised exception."
     _loop: EventLoop
     _io: IOServices
@@ -81,6 +90,7 @@ class FdTransport:
         self._io = loop.io
         self._stats = loop.io.stats
         self._edge = loop.io.edge
+        self._created = time.monotonic()
         if context is None:
             context = contextvars.copy_context()
         self._context = context
@@ -202,8 +212,48 @@ class FdTransport:
             if not self._loop.is_closed():
                 self._io.unregister(self._fd)
             file.close()
+            self._fold_counters()
         self._protocol = None
         self._on_released()
+
+    def _fold_counters(self) -> None:
+        """Hand our read/write counts to the loop's totals (we leave the registry)."""
+        stats = self._stats
+        stats.reads += self._reads
+        stats.writes += self._writes
+        self._reads = self._writes = 0
+
+    # ------------------------------------------------------------------ loop.describe()
+
+    def _state(self) -> list[str]:
+        state = []
+        if self._closing:
+            state.append("closing")
+        elif self._reading:
+            state.append("reading")
+        elif getattr(self, "_paused", False):
+            state.append("paused")
+        if getattr(self, "_protocol_paused", False):
+            state.append("writing-paused")
+        return state
+
+    def _describe(self) -> dict[str, Any]:
+        extra = getattr(self, "_extra", {})
+        size = getattr(self, "get_write_buffer_size", None)
+        return {
+            "kind": self._kind,
+            "local": extra.get("sockname"),
+            "peer": extra.get("peername"),
+            "state": self._state(),
+            "write_buffer": size() if size is not None else 0,
+            "readable": self._readable,
+            "writable": getattr(self, "_writable", None),
+            "deferred": self._deferred,
+            "reads": self._reads, "writes": self._writes,
+            "bytes_in": self._bytes_in, "bytes_out": self._bytes_out,
+            "created": self._created,
+            "protocol": type(self._protocol).__qualname__ if self._protocol is not None else None,
+        }
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         try:
@@ -215,6 +265,7 @@ class FdTransport:
             if not self._loop.is_closed():
                 self._io.unregister(self._fd)
             file.close()
+            self._fold_counters()
 
 
 class SocketTransport(FdTransport):

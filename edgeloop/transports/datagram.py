@@ -105,6 +105,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         self._protocol: Any = protocol
         self._address = address  # the remote address sendto() defaults to (and insists on)
         self._budget = READ_BUDGET if self._edge else 1
+        self._kind = "unix-dgram" if sock.family == socket.AF_UNIX else "udp"
         self._extra["socket"] = TransportSocket(sock)
         self._extra["sockname"] = _sockname(sock)
         if "peername" not in self._extra:
@@ -187,6 +188,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                     self._deliver_error(exc)
                 else:
                     n += 1
+                    self._bytes_in += nbytes
                     try:
                         protocol.datagram_received(bytes(view[:nbytes]), addr)
                     except (SystemExit, KeyboardInterrupt):
@@ -204,7 +206,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on datagram transport")
         finally:
-            self._stats.reads += n
+            self._reads += n
 
     def _deliver_error(self, exc: OSError) -> None:
         try:
@@ -245,9 +247,9 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         (an OSError, reported to ``error_received``, or a fatal error)."""
         try:
             if self._connected:
-                self._sock.send(data)  # type: ignore[union-attr]
+                self._bytes_out += self._sock.send(data)  # type: ignore[union-attr]
             else:
-                self._sock.sendto(data, addr)  # type: ignore[union-attr]
+                self._bytes_out += self._sock.sendto(data, addr)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -257,7 +259,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         except BaseException as exc:
             self._fatal_error(exc, "Fatal write error on datagram transport")
         finally:
-            self._stats.writes += 1
+            self._writes += 1
         return True
 
     def _write_ready(self) -> None:

@@ -73,12 +73,17 @@ class _PipeTransportBase(FdTransport):
     """Registration shared by both directions (the close path is FdTransport's)."""
 
     _DROPPED_WRITE_WARNING = "pipe closed by peer or os.write(pipe, data) raised exception."
+    _DIRECTION = "?"
     _pipe: Any
 
     def _setup(self, loop: EventLoop, pipe: Any, protocol: Any, extra: dict[str, Any]) -> int:
         fd = pipe.fileno()
         kind = _pipe_kind(fd)
         extra["pipe"] = pipe
+        what = {stat.S_IFIFO: "pipe", stat.S_IFSOCK: "socket"}.get(kind, "char")
+        if kind == stat.S_IFCHR and os.isatty(fd):
+            what = "pty"
+        self._kind = f"{what}-{self._DIRECTION}"
         self._attach_loop(loop)  # the protocol's context: a copy of the caller's
         self._pipe = pipe
         self._fd = fd
@@ -117,6 +122,8 @@ class _PipeTransportBase(FdTransport):
 
 class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
     """The read end of a pipe (or a socket, FIFO or pty) delivering to a Protocol."""
+
+    _DIRECTION = "read"
 
     def __init__(self, loop: EventLoop, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future[Any] | None = None,
@@ -183,6 +190,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                     self._readable = False
                     self._eof()
                     break
+                self._bytes_in += len(data)
                 try:
                     self._protocol.data_received(data)
                 except (SystemExit, KeyboardInterrupt):
@@ -195,7 +203,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                     self._io.cut_off(self)
                     break
         finally:
-            self._stats.reads += n
+            self._reads += n
 
     def _read_queued(self) -> None:
         """Deliver what the pipe already holds (one read budget), if the protocol is reading:
@@ -264,6 +272,8 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
 
 class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTransport):
     """The write end of a pipe (or a socket, FIFO or pty) with a write buffer and flow control."""
+
+    _DIRECTION = "write"
 
     def __init__(self, loop: EventLoop, pipe: Any, protocol: asyncio.BaseProtocol,
                  waiter: asyncio.Future[Any] | None = None,
@@ -346,7 +356,8 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal write error on pipe transport")
                     return
-                self._stats.writes += 1
+                self._writes += 1
+                self._bytes_out += n
                 if n == len(data):
                     return
                 self._writable = False
@@ -371,7 +382,8 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
             buffer.clear()
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
-        self._stats.writes += 1
+        self._writes += 1
+        self._bytes_out += n
         if n < len(buffer):
             del buffer[:n]
             self._writable = False

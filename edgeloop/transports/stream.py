@@ -98,6 +98,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._attach_loop(loop, context)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
+        self._kind = "unix" if sock.family == socket.AF_UNIX else "tcp"
         io = self._io
         self._budget = io.read_budget if self._edge else 1
         self._short_reads = io.read_policy == "short" and _short_reads_safe(sock)
@@ -214,7 +215,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         data_received = protocol.data_received
         budget = self._budget
         short = self._short_reads and not self._hup
-        n = 0
+        n = got = 0
         try:
             while True:
                 try:
@@ -224,12 +225,14 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     self._stats.eagain += 1
                     break
                 n += 1
-                if not data:
+                size = len(data)
+                if not size:
                     self._readable = False
                     self._eof_received()
                     break
+                got += size
                 data_received(data)
-                if short and len(data) < MAX_READ:
+                if short and size < MAX_READ:
                     self._readable = False
                     break
                 if not self._reading:
@@ -249,7 +252,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
         finally:
-            self._stats.reads += n
+            # Per transport (loop.describe()); stats() adds them up: no second counter here.
+            self._reads += n
+            self._bytes_in += got
 
     def _read_ready_buffered(self) -> None:
         # The same drain as _read_ready, for a BufferedProtocol (get_buffer + recv_into). Kept
@@ -259,7 +264,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         recv_into = self._sock.recv_into  # type: ignore[union-attr]
         budget = self._budget
         short = self._short_reads and not self._hup
-        n = 0
+        n = got = 0
         try:
             while True:
                 try:
@@ -283,6 +288,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     self._readable = False
                     self._eof_received()
                     break
+                got += nbytes
                 protocol.buffer_updated(nbytes)
                 if short and nbytes < size:
                     self._readable = False
@@ -302,7 +308,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
         finally:
-            self._stats.reads += n
+            self._reads += n
+            self._bytes_in += got
 
     def _eof_received(self) -> None:
         self._read_eof = True
@@ -370,7 +377,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal write error on socket transport")
                     return
-                self._stats.writes += 1
+                self._writes += 1
+                self._bytes_out += n
                 if n == len(data):
                     return
                 self._writable = False
@@ -430,7 +438,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     chunks = [buffer[i] for i in range(min(len(buffer), _IOV_MAX))]
                     attempted = sum(map(len, chunks))
                     n = sock.sendmsg(chunks)
-                self._stats.writes += 1
+                self._writes += 1
+                self._bytes_out += n
                 self._consume(n)
                 if n < attempted:
                     self._writable = False
@@ -517,6 +526,16 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
 
     # ------------------------------------------------------------------ closing
     # close, abort, fatal errors and connection_lost come from SocketTransport.
+
+    def _state(self) -> list[str]:
+        state = super()._state()
+        if self._read_eof:
+            state.append("eof-received")
+        if self._eof:
+            state.append("eof-sent")
+        if self._sendfile is not None:
+            state.append(f"sendfile({self._sendfile.sent} B sent)")
+        return state
 
     def _on_released(self) -> None:
         server = self._server

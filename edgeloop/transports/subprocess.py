@@ -127,6 +127,9 @@ class _PidfdWatcher(HandlerBase):
     def send_signal(self, sig: int) -> None:
         signal.pidfd_send_signal(self.fd, sig)
 
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": "pidfd", "state": [f"pid={self.proc.pid}"]}
+
     def close(self) -> None:
         if self.fd < 0:
             return
