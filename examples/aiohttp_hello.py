@@ -6,6 +6,12 @@
 
 ``web.run_app`` takes the loop to run on; it installs SIGINT/SIGTERM handlers through the loop and
 shuts the application down gracefully on either (exit status 0).
+
+Looking inside the running server without changing it (edgeloop's operator snapshot)::
+
+    EDGELOOP_DUMP_SIGNAL=USR2 python examples/aiohttp_hello.py --port 8080 &
+    kill -USR2 %1      # logs loop.stats() and loop.describe_text() on stderr
+    EDGELOOP_STALL_MS=100 python examples/aiohttp_hello.py   # warn about iterations over 100 ms
 """
 from __future__ import annotations
 
