@@ -13,9 +13,11 @@ import sys
 import warnings
 from typing import Any, Coroutine, TypeVar
 
+from .blockbuster import blockbuster_exemptions  # does not import blockbuster
 from .loop import EventLoop
 
-__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run", "install", "__version__"]
+__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "run", "install",
+           "blockbuster_exemptions", "__version__"]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
