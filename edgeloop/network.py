@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 from typing import Any, Callable, Iterable
 
 from .server import Server
@@ -19,6 +20,7 @@ from .transports.stream import StreamTransport
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
+_PY313 = sys.version_info >= (3, 13)
 
 
 # ---------------------------------------------------------------------- name resolution
@@ -426,3 +428,19 @@ async def create_unix_server(
         await asyncio.sleep(0)
     return server
 
+
+if not _PY313:
+    _create_unix_server = create_unix_server
+
+    async def create_unix_server(  # type: ignore[misc]
+        self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *,
+        sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
+        ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+    ) -> Server:
+        """Before 3.13 asyncio has no ``cleanup_socket`` (an unknown keyword is a TypeError) and
+        leaves the socket file behind when the server closes."""
+        return await _create_unix_server(
+            self, protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            start_serving=start_serving, cleanup_socket=False)

@@ -5,15 +5,18 @@ the stdlib loop itself.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
+import sys
 
 import pytest
 import trustme
 
 try:
-    from tests._streamutil import REFERENCE, Recorder
+    from tests._streamutil import REFERENCE, Recorder, short_unix_path
 except ModuleNotFoundError:  # tests/ on sys.path rather than a package
-    from _streamutil import REFERENCE, Recorder
+    from _streamutil import REFERENCE, Recorder, short_unix_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,3 +120,79 @@ async def test_start_tls_on_a_closed_transport_times_out(client_ctx):
                                ssl_handshake_timeout=0.2), 10)
     finally:
         await _close_server(server, accepted)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Unix server socket files: removed on close from 3.13 (cleanup_socket), left before
+
+PY313 = sys.version_info >= (3, 13)
+
+
+@pytest.fixture
+def unix_path():
+    d, path = short_unix_path("srv")
+    yield path
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.rmdir(d)
+
+
+@pytest.mark.asyncio
+async def test_unix_server_socket_file_on_close(unix_path):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_unix_server(asyncio.Protocol, unix_path)
+    assert os.path.exists(unix_path)
+    server.close()
+    await server.wait_closed()
+    assert os.path.exists(unix_path) is not PY313
+
+
+@pytest.mark.asyncio
+async def test_unix_server_given_a_bound_socket_file_on_close(unix_path):
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(unix_path)
+    server = await loop.create_unix_server(asyncio.Protocol, sock=sock)
+    server.close()
+    await server.wait_closed()
+    assert sock.fileno() == -1
+    assert os.path.exists(unix_path) is not PY313
+
+
+@pytest.mark.asyncio
+async def test_unix_server_cleanup_socket_keyword(unix_path):
+    """3.13 added ``cleanup_socket``; before, it is an unknown keyword (TypeError), as in asyncio."""
+    loop = asyncio.get_running_loop()
+    if not PY313:
+        with pytest.raises(TypeError):
+            await loop.create_unix_server(asyncio.Protocol, unix_path, cleanup_socket=False)
+        assert not os.path.exists(unix_path)
+        return
+    server = await loop.create_unix_server(asyncio.Protocol, unix_path, cleanup_socket=False)
+    server.close()
+    await server.wait_closed()
+    assert os.path.exists(unix_path)
+
+
+@pytest.mark.skipif(not PY313, reason="cleanup_socket is 3.13+")
+@pytest.mark.asyncio
+async def test_unix_server_cleanup_spares_a_replaced_file(unix_path):
+    """Only the file the server bound is removed: not one that replaced it, and a file already
+    gone is no error."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_unix_server(asyncio.Protocol, unix_path)
+    os.unlink(unix_path)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        other.bind(unix_path)
+        server.close()
+        await server.wait_closed()
+        assert os.path.exists(unix_path)
+    finally:
+        other.close()
+    os.unlink(unix_path)
+    server = await loop.create_unix_server(asyncio.Protocol, unix_path)
+    os.unlink(unix_path)
+    server.close()
+    await server.wait_closed()
+    assert not os.path.exists(unix_path)
