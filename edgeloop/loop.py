@@ -797,22 +797,22 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         self._check_closed()
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd)
         if self._debug:
             self._check_callback(callback, "add_reader")
-        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True)
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True, fileobj=fileobj)
 
     def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         self._check_closed()
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd)
         if self._debug:
             self._check_callback(callback, "add_writer")
-        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False)
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False, fileobj=fileobj)
 
-    def _add_fd_callback(self, fd: int, handle: Handle, reader: bool) -> None:
+    def _add_fd_callback(self, fd: int, handle: Handle, reader: bool, fileobj: Any = None) -> None:
         entry = self._fd_callbacks(fd)
         if entry is None:
-            entry = FdCallbacks(self.io, fd)
+            entry = FdCallbacks(self.io, fd, fileobj)
             if reader:
                 entry.reader = handle
             else:
@@ -820,6 +820,8 @@ class EventLoop(asyncio.AbstractEventLoop):
             entry.register()
             return
         entry.refresh()
+        if fileobj is not None and not isinstance(fileobj, int):
+            entry.fileobj = fileobj  # the object that now owns the number
         old = entry.reader if reader else entry.writer
         if reader:
             entry.reader = handle
@@ -835,13 +837,19 @@ class EventLoop(asyncio.AbstractEventLoop):
             else:
                 entry.writer = None
             entry.drop()
-            self._add_fd_callback(fd, handle, reader)
+            self._add_fd_callback(fd, handle, reader, fileobj)
 
     def _remove_fd_handle(self, fd: int, handle: Handle, reader: bool) -> None:
         """Remove ``handle`` if it is still the fd's reader (writer); used by the sock_* waits."""
         entry = self._handlers.get(fd)
         if isinstance(entry, FdCallbacks) and (entry.reader if reader else entry.writer) is handle:
             self._remove_fd_callback(fd, reader)
+
+    def _fd_added_as(self, fileobj: Any) -> int | None:
+        for fd, handler in self._handlers.items():
+            if isinstance(handler, FdCallbacks) and handler.fileobj is fileobj:
+                return fd
+        return None
 
     def remove_reader(self, fd: Any) -> bool:
         return self._remove_fd_callback(fd, reader=True)
@@ -852,7 +860,14 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _remove_fd_callback(self, fd: Any, reader: bool) -> bool:
         if self._closed:
             return False
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd, closed_ok=True)
+        if fd < 0:
+            # A socket closed since it was added (fileno() is -1): asyncio's selector still
+            # finds the registration by the object itself.
+            found = self._fd_added_as(fileobj)
+            if found is None:
+                raise ValueError(f"Invalid file descriptor: {fd}")
+            fd = found
         entry = self._fd_callbacks(fd)
         if entry is None:
             return False

@@ -196,3 +196,127 @@ async def test_unix_server_cleanup_spares_a_replaced_file(unix_path):
     server.close()
     await server.wait_closed()
     assert not os.path.exists(unix_path)
+
+
+# --------------------------------------------------------------------------------------------
+# 7. remove_reader/remove_writer with a socket closed since it was added
+
+def _fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+async def _loop_still_serves(loop) -> None:
+    """A new socket (it may get the closed one's number) is watched and reported normally."""
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        ready = loop.create_future()
+        loop.add_reader(a, lambda: ready.done() or ready.set_result(a.recv(10)))
+        b.send(b"ping")
+        assert await asyncio.wait_for(ready, 5) == b"ping"
+        assert loop.remove_reader(a) is True
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.asyncio
+async def test_remove_reader_finds_a_closed_socket():
+    """anyio's Unix socket streams: a receive waits with add_reader(sock); close() wakes it; the
+    wait's done callback then calls remove_reader(sock) on the closed socket.  asyncio's selector
+    finds the registration by the object and removes it (True)."""
+    loop = asyncio.get_running_loop()
+    before = _fds()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    removed = []
+    waiter = loop.create_future()
+    loop.add_reader(a, waiter.set_result, None)
+    waiter.add_done_callback(lambda _: removed.append(loop.remove_reader(a)))
+    waiter.set_result(None)  # what anyio's aclose() does, then it closes the socket
+    a.close()
+    await asyncio.sleep(0)
+    assert removed == [True]
+    b.close()
+    assert _fds() == before
+    await _loop_still_serves(loop)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reader", [True, False], ids=["reader", "writer"])
+async def test_remove_a_closed_socket_twice_and_add_it(reader):
+    loop = asyncio.get_running_loop()
+    add, remove = (loop.add_reader, loop.remove_reader) if reader else \
+        (loop.add_writer, loop.remove_writer)
+    other = loop.remove_writer if reader else loop.remove_reader
+    a, b = socket.socketpair()
+    add(a, lambda: None)
+    a.close()
+    assert a.fileno() == -1
+    assert other(a) is False  # registered, but not in that direction
+    assert remove(a) is True
+    # Nothing registered for it any more: as unknown as any closed socket.
+    with pytest.raises(ValueError):
+        remove(a)
+    # Adding a closed socket is refused, as asyncio does.
+    with pytest.raises(ValueError):
+        add(a, lambda: None)
+    b.close()
+    await _loop_still_serves(loop)
+
+
+@pytest.mark.skipif(REFERENCE, reason="asyncio's selector modifies the closed fd's epoll "
+                    "registration for the remaining direction: OSError(EBADF)")
+@pytest.mark.asyncio
+async def test_remove_both_directions_of_a_closed_socket():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    loop.add_reader(a, lambda: None)
+    loop.add_writer(a, lambda: None)
+    a.close()
+    assert loop.remove_writer(a) is True
+    assert loop.remove_reader(a) is True
+    with pytest.raises(ValueError):
+        loop.remove_reader(a)
+    b.close()
+    await _loop_still_serves(loop)
+
+
+@pytest.mark.asyncio
+async def test_remove_reader_of_a_closed_socket_that_sock_recv_waits_on():
+    """sock_recv() registers the descriptor by number, in asyncio too: remove_reader(sock) of the
+    closed socket does not find it (ValueError); cancelling the wait cleans up, and the loop
+    goes on."""
+    loop = asyncio.get_running_loop()
+    before = _fds()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    recv = asyncio.ensure_future(loop.sock_recv(a, 10))
+    await asyncio.sleep(0)
+    a.close()
+    with pytest.raises(ValueError):
+        loop.remove_reader(a)
+    recv.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await recv
+    b.close()
+    assert _fds() == before
+    await _loop_still_serves(loop)
+
+
+@pytest.mark.asyncio
+async def test_remove_reader_of_a_closed_file_object():
+    """A closed file raises ValueError from fileno() itself: asyncio does not look it up (the
+    registration is left to be removed by number)."""
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    reader = open(r, "rb", buffering=0)
+    try:
+        loop.add_reader(reader, lambda: None)
+    finally:
+        reader.close()
+        os.close(w)
+    with pytest.raises(ValueError):
+        loop.remove_reader(reader)
+    assert loop.remove_reader(r) is True
+    await _loop_still_serves(loop)
