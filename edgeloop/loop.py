@@ -487,6 +487,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             if queue is not self._ready and queue:
                 self._ready.extend(queue)
                 queue.clear()
+            # A coroutine that failed in this call links its frame to ours (f_back): the last
+            # handle (and the future in its arguments) must not stay reachable from there.
+            handle = None  # type: ignore[assignment]
 
     def _warn_if_slow(self, handle: Handle, seconds: float) -> None:
         if seconds >= self.slow_callback_duration:

@@ -204,7 +204,11 @@ async def create_connection(
         else:
             sock, errors = await _staggered(self, infos, happy_eyeballs_delay, connect)
         if sock is None:
-            raise _combine_errors(errors, all_errors)
+            try:
+                raise _combine_errors(errors, all_errors)
+            finally:
+                # The traceback keeps this frame: it must not keep the errors (gh-124859).
+                errors = None  # type: ignore[assignment]
     else:
         if sock is None:
             raise ValueError("host and port was not specified and no sock specified")
@@ -249,6 +253,9 @@ async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: Protoco
     except BaseException:
         transport.close()
         raise
+    finally:
+        # It holds the failure, whose traceback keeps this frame.
+        waiter = None  # type: ignore[assignment]
     return result, protocol
 
 

@@ -5,10 +5,13 @@ the stdlib loop itself.
 from __future__ import annotations
 
 import asyncio
+import errno
+import gc
 import os
 import socket
 import ssl
 import sys
+import types
 
 import pytest
 import trustme
@@ -320,3 +323,207 @@ async def test_remove_reader_of_a_closed_file_object():
         loop.remove_reader(reader)
     assert loop.remove_reader(r) is True
     await _loop_still_serves(loop)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. a failed connection attempt must not keep its exception alive (gh-124859)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _holders(exc: BaseException, *allowed: object) -> list[str]:
+    """What still refers to ``exc`` (garbage collected first), apart from the calling test's own
+    frame and ``allowed``: the loop must keep nothing (no list, dict, frame, future).  Checked
+    one step later: until then the callback that woke the test (with the future it awaited) is
+    still running."""
+    await asyncio.sleep(0)
+    gc.collect()
+    here = sys._getframe(1)
+    out = []
+    for ref in gc.get_referrers(exc):
+        if ref is here or getattr(ref, "cr_frame", None) is here or any(ref is a for a in allowed):
+            continue  # the test's own frame, or the coroutine that holds it
+        name = type(ref).__name__
+        if isinstance(ref, types.FrameType):
+            name += f" {ref.f_code.co_name} ({ref.f_code.co_filename}:{ref.f_lineno})"
+        out.append(name)
+    return out
+
+
+# Before the gh-124859 fix (3.12.8, 3.13.1) asyncio's staggered race kept its lists of errors.
+_STDLIB_STAGGERED_CYCLE = sys.version_info < (3, 12, 8) or (3, 13) <= sys.version_info < (3, 13, 1)
+HAPPY_EYEBALLS = [
+    None,
+    pytest.param(0.25, marks=pytest.mark.skipif(
+        REFERENCE and _STDLIB_STAGGERED_CYCLE, reason="asyncio before gh-124859 keeps them")),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("delay", HAPPY_EYEBALLS, ids=["sequential", "happy_eyeballs"])
+async def test_refused_connection_keeps_no_reference_to_its_error(delay):
+    loop = asyncio.get_running_loop()
+    exc = None
+    try:
+        await loop.create_connection(asyncio.Protocol, "127.0.0.1", _free_port(),
+                                     happy_eyeballs_delay=delay)
+    except OSError as e:
+        exc = e
+    assert isinstance(exc, ConnectionRefusedError)
+    assert await _holders(exc) == []
+
+
+def _two_addresses(loop, port):
+    """getaddrinfo answering two refused addresses (127.0.0.1 and 127.0.0.2, both loopback)."""
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host, port_, **kwargs):
+        if host != "two.example":
+            return await real(host, port_, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))
+                for ip in ("127.0.0.1", "127.0.0.2")]
+    loop.getaddrinfo = getaddrinfo
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("delay", HAPPY_EYEBALLS, ids=["sequential", "happy_eyeballs"])
+async def test_refused_addresses_keep_no_reference_to_their_errors(delay):
+    loop = asyncio.get_running_loop()
+    _two_addresses(loop, _free_port())
+    try:
+        exc = None
+        try:
+            await loop.create_connection(asyncio.Protocol, "two.example", 80,
+                                         happy_eyeballs_delay=delay)
+        except OSError as e:
+            exc = e
+        assert exc is not None and str(exc).startswith("Multiple exceptions")
+        assert await _holders(exc) == []
+        if sys.version_info < (3, 12):
+            return  # all_errors is 3.12+
+        group = None
+        try:
+            await loop.create_connection(asyncio.Protocol, "two.example", 80,
+                                         happy_eyeballs_delay=delay, all_errors=True)
+        except ExceptionGroup as e:
+            group = e
+        assert group is not None and len(group.exceptions) == 2
+        assert await _holders(group) == []
+        for member in group.exceptions:
+            assert isinstance(member, ConnectionRefusedError)
+            # The group's own containers (its tuple, and the list it was built from) only.
+            assert await _holders(member, group.exceptions, group.args[1]) == []
+    finally:
+        del loop.getaddrinfo
+
+
+@pytest.mark.asyncio
+async def test_refused_sock_connect_keeps_no_reference_to_its_error():
+    loop = asyncio.get_running_loop()
+    exc = None
+    with socket.socket() as sock:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", _free_port()))
+        except OSError as e:
+            exc = e
+    assert isinstance(exc, ConnectionRefusedError)
+    assert await _holders(exc) == []
+
+
+@pytest.mark.asyncio
+async def test_refused_unix_connection_keeps_no_reference_to_its_error(unix_path):
+    loop = asyncio.get_running_loop()
+    exc = None
+    try:
+        await loop.create_unix_connection(asyncio.Protocol, unix_path)
+    except OSError as e:
+        exc = e
+    assert isinstance(exc, FileNotFoundError)
+    assert await _holders(exc) == []
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(unix_path)
+    stale.close()  # a socket file nobody listens on
+    exc = None
+    try:
+        await loop.create_unix_connection(asyncio.Protocol, unix_path)
+    except OSError as e:
+        exc = e
+    assert isinstance(exc, ConnectionRefusedError)
+    assert await _holders(exc) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("delay", HAPPY_EYEBALLS, ids=["sequential", "happy_eyeballs"])
+async def test_failed_resolution_keeps_no_reference_to_its_error(delay):
+    """The error comes from the executor (getaddrinfo), through a future the loop resolves."""
+    loop = asyncio.get_running_loop()
+
+    def fail(*args):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def getaddrinfo(host, port, **kwargs):
+        return await loop.run_in_executor(None, fail)
+    loop.getaddrinfo = getaddrinfo
+    try:
+        exc = None
+        try:
+            await loop.create_connection(asyncio.Protocol, "unknown.example", 80,
+                                         happy_eyeballs_delay=delay)
+        except OSError as e:
+            exc = e
+        assert isinstance(exc, socket.gaierror)
+        assert await _holders(exc) == []
+    finally:
+        del loop.getaddrinfo
+
+
+@pytest.mark.skipif(REFERENCE, reason="asyncio's create_datagram_endpoint keeps its list of "
+                    "errors in the frame the traceback holds")
+@pytest.mark.asyncio
+async def test_failed_datagram_endpoint_keeps_no_reference_to_its_error():
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        exc = None
+        try:
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                local_addr=taken.getsockname())
+        except OSError as e:
+            exc = e
+    assert isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+    assert await _holders(exc) == []
+
+
+@pytest.mark.skipif(REFERENCE, reason="asyncio keeps the handshake's waiter (holding the error) "
+                    "in the frame the traceback holds")
+@pytest.mark.asyncio
+async def test_failed_tls_handshake_keeps_no_reference_to_its_error(server_ctx):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    untrusting = ssl.create_default_context()
+    try:
+        exc = None
+        try:
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=untrusting,
+                                         server_hostname="localhost")
+        except ssl.SSLError as e:
+            exc = e
+        assert isinstance(exc, ssl.SSLCertVerificationError)
+        assert await _holders(exc) == []
+        tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
+        exc = None
+        try:
+            await loop.start_tls(tr, pr, untrusting, server_hostname="localhost")
+        except ssl.SSLError as e:
+            exc = e
+        assert isinstance(exc, ssl.SSLCertVerificationError)
+        assert await _holders(exc) == []
+        await asyncio.wait_for(pr.lost, 5)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -420,4 +420,7 @@ async def _open_socket(loop: Any, pairs: list[Any], local_addr: Any, remote_addr
             if sock is not None:
                 sock.close()
             raise
-    raise errors[0]
+    try:
+        raise errors[0]
+    finally:
+        errors = None  # type: ignore[assignment]  # the traceback keeps this frame

@@ -829,6 +829,9 @@ async def start_tls(
         resumed.cancel()
         transport.close()
         raise
+    finally:
+        # It holds the failure, whose traceback keeps this frame.
+        waiter = None  # type: ignore[assignment]
     # None if the connection was lost meanwhile (connection_lost drops it), like asyncio's
     # ``ssl_protocol._app_transport``.
     return tls._app_transport
