@@ -138,6 +138,15 @@ def _run_until_complete_cb(fut: asyncio.Future) -> None:
     fut.get_loop().stop()
 
 
+def _format_handle(handle: Handle) -> str:
+    """How the slow-callback warning names a handle: a task's step by the task, as asyncio's
+    base_events does (``<Task finished name=... coro=<...>>``, not the step wrapper)."""
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return repr(owner)
+    return str(handle)
+
+
 def _format_callback(handle: Handle) -> str:
     cb = getattr(handle, "_callback", None)
     return getattr(cb, "__qualname__", None) or repr(cb)
@@ -493,7 +502,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def _warn_if_slow(self, handle: Handle, seconds: float) -> None:
         if seconds >= self.slow_callback_duration:
-            logger.warning("Executing %s took %.3f seconds", handle, seconds)
+            logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
 
     def stats(self) -> dict[str, int]:
         """Counters since the loop was created: a snapshot for benchmarks and tests.

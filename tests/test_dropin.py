@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import logging
 import os
 import socket
 import ssl
 import sys
+import time
 import types
 
 import pytest
@@ -527,3 +529,48 @@ async def test_failed_tls_handshake_keeps_no_reference_to_its_error(server_ctx):
     finally:
         server.close()
         await server.wait_closed()
+
+
+# --------------------------------------------------------------------------------------------
+# 9. smaller differences
+
+@pytest.mark.asyncio
+async def test_slow_task_step_warning_names_the_task(caplog):
+    """Debug mode: a slow task step is reported as the task, like asyncio's base_events does."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.1
+
+    async def blocker():
+        time.sleep(0.15)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            await loop.create_task(blocker(), name="slowpoke")
+            await asyncio.sleep(0)
+    finally:
+        loop.set_debug(False)
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert slow, caplog.text
+    assert any(m.startswith("Executing <Task finished name='slowpoke' coro=<") and
+               "blocker()" in m for m in slow), slow
+    assert not any("TaskStepMethWrapper" in m for m in slow), slow
+
+
+@pytest.mark.asyncio
+async def test_slow_plain_callback_warning_names_the_handle(caplog):
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.1
+
+    def blocker():
+        time.sleep(0.15)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            loop.call_soon(blocker)
+            await asyncio.sleep(0.05)
+    finally:
+        loop.set_debug(False)
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert any(m.startswith("Executing <Handle ") and "blocker()" in m for m in slow), slow
