@@ -574,3 +574,31 @@ async def test_slow_plain_callback_warning_names_the_handle(caplog):
         loop.set_debug(False)
     slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
     assert any(m.startswith("Executing <Handle ") and "blocker()" in m for m in slow), slow
+
+
+@pytest.mark.asyncio
+async def test_write_pipe_transport_is_a_transport():
+    """asyncio's write-pipe transport is an asyncio.Transport (its _FlowControlMixin is one): the
+    reading half raises NotImplementedError, not AttributeError.  The subprocess's stdin is one."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c",
+                                              "import sys; sys.stdin.read()")
+    try:
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.Transport)
+        for method in (stdin.pause_reading, stdin.resume_reading, stdin.is_reading):
+            with pytest.raises(NotImplementedError):
+                method()
+        stdin.close()
+        assert await asyncio.wait_for(transport._wait(), 10) == 0
+    finally:
+        transport.close()
+    r, w = os.pipe()
+    with open(w, "wb", buffering=0) as pipe:
+        tr, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+        assert isinstance(tr, asyncio.Transport)
+        with pytest.raises(NotImplementedError):
+            tr.pause_reading()
+        tr.close()
+        await asyncio.sleep(0)
+    os.close(r)
