@@ -110,7 +110,11 @@ class _Waker(HandlerBase):
 
     def __init__(self, poller: Poller) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        poller.register(self.fd, self, EPOLLIN)
+        try:
+            poller.register(self.fd, self, EPOLLIN)
+        except BaseException:  # refused (select's FD_SETSIZE): the loop is not built
+            os.close(self.fd)
+            raise
 
     def wake(self) -> None:
         try:

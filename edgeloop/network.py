@@ -216,7 +216,8 @@ async def create_connection(
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout),
+                              owned=host is not None or port is not None)
 
 
 def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshake: float | None,
@@ -230,7 +231,10 @@ def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshak
 
 async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: ProtocolFactory,
                        extra: dict[str, Any] | None = None, tls: dict[str, Any] | None = None,
-                       ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+                       owned: bool = True) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """``owned``: we made ``sock``.  Until a transport holds it, a failure (the protocol factory,
+    the poller refusing it) closes only a socket of ours: a ``sock=`` stays the caller's, as in
+    asyncio."""
     sock.setblocking(False)
     waiter = loop.create_future()
     try:
@@ -239,15 +243,16 @@ async def _make_stream(loop: Any, sock: socket.socket, protocol_factory: Protoco
             # The TLS layer is the raw transport's protocol; it resolves the waiter once the
             # handshake is done, and the application gets its own (plaintext) transport.
             tls_protocol = _tls.TLSProtocol(loop, protocol, tls.pop("context"), waiter, **tls)
+        if tls is None:
+            transport = StreamTransport(loop, sock, protocol, waiter, extra)
+            result: asyncio.Transport = transport
+        else:
+            transport = StreamTransport(loop, sock, tls_protocol, None, extra)
+            result = tls_protocol.app_transport
     except BaseException:
-        sock.close()
+        if owned:
+            sock.close()
         raise
-    if tls is None:
-        transport = StreamTransport(loop, sock, protocol, waiter, extra)
-        result: asyncio.Transport = transport
-    else:
-        transport = StreamTransport(loop, sock, tls_protocol, None, extra)
-        result = tls_protocol.app_transport
     try:
         await waiter
     except BaseException:
@@ -286,7 +291,8 @@ async def create_unix_connection(
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout),
+                              owned=path is not None)
 
 
 async def connect_accepted_socket(
@@ -299,7 +305,7 @@ async def connect_accepted_socket(
     _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, True, None, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout), owned=False)
 
 
 # ---------------------------------------------------------------------- servers
@@ -376,9 +382,20 @@ async def create_server(
                     ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
-        server._start_serving()
+        _start_or_abandon(server, owned=sock is None)
         await asyncio.sleep(0)
     return server
+
+
+def _start_or_abandon(server: Server, owned: bool) -> None:
+    """Start serving; if the poller refuses a listening socket (select's FD_SETSIZE), nothing
+    stays registered, our sockets are closed and a ``sock=`` is left to the caller."""
+    try:
+        server._start_serving()
+    except BaseException:
+        if owned:
+            server.close()
+        raise
 
 
 async def create_unix_server(
@@ -431,7 +448,7 @@ async def create_unix_server(
                     ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
-        server._start_serving()
+        _start_or_abandon(server, owned=path is not None)
         await asyncio.sleep(0)
     return server
 

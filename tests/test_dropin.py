@@ -5,15 +5,18 @@ the stdlib loop itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
 import time
 import types
+import warnings
 
 import pytest
 import trustme
@@ -602,3 +605,374 @@ async def test_write_pipe_transport_is_a_transport():
         tr.close()
         await asyncio.sleep(0)
     os.close(r)
+
+
+# select backend: descriptors >= FD_SETSIZE (1024) are refused where they are created
+
+def _refused(loop_config: str) -> bool:
+    """Whether this configuration refuses descriptors >= 1024 (edgeloop's select backend)."""
+    return loop_config == "select" and not REFERENCE
+
+
+def _high(obj):
+    """The same socket or pipe end moved to a free descriptor number >= 1024."""
+    used = _fds()
+    target = next(n for n in range(1500, 4000) if n not in used)
+    if isinstance(obj, socket.socket):
+        os.dup2(obj.fileno(), target, inheritable=False)
+        moved = socket.socket(fileno=target)
+        obj.close()
+        return moved
+    os.dup2(obj, target, inheritable=False)
+    os.close(obj)
+    return target
+
+
+@contextlib.contextmanager
+def _low_fds_taken():
+    """Every free descriptor number below 1024 taken: what is opened meanwhile gets >= 1024."""
+    fillers = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while fillers[-1] < 1023:
+            fillers.append(os.dup(fillers[0]))
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _no_resource_warning():
+    """Nothing may be left for a destructor to close (with its "unclosed ..." warning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not unclosed
+
+
+def _registered(loop) -> int | None:
+    stats = getattr(loop, "stats", None)
+    return None if REFERENCE or stats is None else stats()["fds"]
+
+
+async def _echo_server():
+    loop = asyncio.get_running_loop()
+    accepted: list[Recorder] = []
+
+    def factory():
+        accepted.append(Recorder(on_data=lambda rec, data: rec.transport.write(data)))
+        return accepted[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    return server, accepted, server.sockets[0].getsockname()[1]
+
+
+async def _roundtrip(loop, port) -> None:
+    tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
+    tr.write(b"still here")
+    assert await pr.wait_bytes(10) == b"still here"
+    tr.close()
+    await asyncio.wait_for(pr.lost, 5)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("entry", ["create_connection", "connect_accepted_socket"])
+async def test_select_refuses_a_high_stream_socket(loop_config, entry):
+    loop = asyncio.get_running_loop()
+    server, accepted, port = await _echo_server()
+    try:
+        before = _registered(loop)
+        sock = _high(socket.create_connection(("127.0.0.1", port)))
+        fd = sock.fileno()
+        try:
+            if entry == "create_connection":
+                call = loop.create_connection(Recorder, sock=sock)
+            else:
+                call = loop.connect_accepted_socket(Recorder, sock)
+            if _refused(loop_config):
+                with _no_resource_warning(), \
+                        pytest.raises(ValueError, match="out of range for select"):
+                    await call
+                assert sock.fileno() == fd  # still the caller's, open
+                assert _registered(loop) == before
+            else:
+                tr, pr = await call
+                tr.write(b"x")
+                assert await pr.wait_bytes(1) == b"x"
+                tr.close()
+                await asyncio.wait_for(pr.lost, 5)
+        finally:
+            sock.close()
+        await _roundtrip(loop, port)
+    finally:
+        await _close_server(server, accepted)
+
+
+@pytest.mark.asyncio
+async def test_select_refuses_a_high_datagram_socket(loop_config):
+    loop = asyncio.get_running_loop()
+    sock = _high(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    fd = sock.fileno()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        call = loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        if _refused(loop_config):
+            with pytest.raises(ValueError, match="out of range for select"):
+                await call
+            assert sock.fileno() == fd
+        else:
+            tr, _ = await call
+            tr.close()
+            await asyncio.sleep(0)
+    finally:
+        sock.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("end", ["read", "write"])
+async def test_select_refuses_a_high_pipe(loop_config, end):
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    if end == "read":
+        r = _high(r)
+        pipe, other, connect = open(r, "rb", buffering=0), w, loop.connect_read_pipe
+    else:
+        w = _high(w)
+        pipe, other, connect = open(w, "wb", buffering=0), r, loop.connect_write_pipe
+    try:
+        if _refused(loop_config):
+            with pytest.raises(ValueError, match="out of range for select"):
+                await connect(asyncio.Protocol, pipe)
+            assert not pipe.closed  # still the caller's
+        else:
+            tr, _ = await connect(asyncio.Protocol, pipe)
+            tr.close()
+            await asyncio.sleep(0)
+    finally:
+        pipe.close()
+        os.close(other)
+
+
+@pytest.mark.asyncio
+async def test_select_refuses_a_high_descriptor_in_add_reader_and_sock_calls(loop_config):
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    a = _high(a)
+    a.setblocking(False)
+    before = _registered(loop)
+    try:
+        if _refused(loop_config):
+            for add in (loop.add_reader, loop.add_writer):
+                with pytest.raises(ValueError, match="out of range for select"):
+                    add(a, lambda: None)
+            with pytest.raises(ValueError, match="out of range for select"):
+                await loop.sock_recv(a, 1)
+            assert loop.remove_reader(a) is False and loop.remove_writer(a) is False
+            assert _registered(loop) == before
+        else:
+            got = loop.create_future()
+            loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(1)))
+            b.send(b"x")
+            assert await asyncio.wait_for(got, 5) == b"x"
+            assert loop.remove_reader(a)
+            b.send(b"y")
+            assert await asyncio.wait_for(loop.sock_recv(a, 1), 5) == b"y"
+        assert a.fileno() >= 1024
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("entry", ["create_connection", "create_unix_connection",
+                                   "create_datagram_endpoint"])
+async def test_select_refuses_a_high_socket_of_its_own(loop_config, entry, unix_path):
+    """The loop's own socket gets a number >= 1024: refused, closed, nothing left registered."""
+    loop = asyncio.get_running_loop()
+    server, accepted, port = await _echo_server()
+    userver = await loop.create_unix_server(asyncio.Protocol, unix_path)
+    try:
+        before = _registered(loop)
+        with _low_fds_taken():
+            open_before = _fds()
+            if entry == "create_connection":
+                call = loop.create_connection(Recorder, "127.0.0.1", port)
+            elif entry == "create_unix_connection":
+                call = loop.create_unix_connection(Recorder, unix_path)
+            else:
+                call = loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                     local_addr=("127.0.0.1", 0))
+            if _refused(loop_config):
+                with _no_resource_warning(), \
+                        pytest.raises(ValueError, match="out of range for select"):
+                    await call
+                assert _fds() == open_before  # closed at once, not left to the garbage collector
+                assert _registered(loop) == before
+            else:
+                tr, _ = await call
+                tr.close()
+            await asyncio.sleep(0.05)  # the servers see the peer and let go of it
+        await _roundtrip(loop, port)
+    finally:
+        userver.close()
+        await userver.wait_closed()
+        await _close_server(server, accepted)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("entry", ["create_server", "create_unix_server"])
+async def test_select_refuses_a_high_listening_socket_of_its_own(loop_config, entry, unix_path):
+    loop = asyncio.get_running_loop()
+    before = _registered(loop)
+    with _low_fds_taken():
+        open_before = _fds()
+        if entry == "create_server":
+            call = loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        else:
+            call = loop.create_unix_server(asyncio.Protocol, unix_path)
+        if _refused(loop_config):
+            with _no_resource_warning(), \
+                    pytest.raises(ValueError, match="out of range for select"):
+                await call
+            assert _fds() == open_before  # closed at once, not left to the garbage collector
+            assert _registered(loop) == before
+        else:
+            server = await call
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_select_refuses_a_high_listening_socket_given(loop_config):
+    loop = asyncio.get_running_loop()
+    sock = _high(socket.socket())
+    fd = sock.fileno()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        before = _registered(loop)
+        if _refused(loop_config):
+            with pytest.raises(ValueError, match="out of range for select"):
+                await loop.create_server(asyncio.Protocol, sock=sock)
+            assert sock.fileno() == fd  # still the caller's
+            assert _registered(loop) == before
+            server = await loop.create_server(asyncio.Protocol, sock=sock, start_serving=False)
+            with pytest.raises(ValueError, match="out of range for select"):
+                await server.start_serving()
+            assert not server.is_serving() and _registered(loop) == before
+            server.close()  # closes the socket it was given, even never served
+            assert sock.fileno() == -1
+        else:
+            server = await loop.create_server(asyncio.Protocol, sock=sock)
+            server.close()
+            await server.wait_closed()
+    finally:
+        sock.close()
+
+
+@pytest.mark.asyncio
+async def test_server_close_closes_sockets_never_served():
+    """asyncio's Server.close() closes every listening socket, served or not."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, start_serving=False)
+    socks = server.sockets
+    assert socks and all(s.fileno() >= 0 for s in socks)
+    server.close()
+    await server.wait_closed()
+    assert all(s.fileno() == -1 for s in socks)
+
+
+@pytest.mark.asyncio
+async def test_select_refuses_a_subprocess_with_high_pipes(loop_config):
+    """The child's pipes get numbers >= 1024: refused, the child killed and reaped, its pipes
+    closed."""
+    loop = asyncio.get_running_loop()
+    with _low_fds_taken():
+        open_before = _fds()
+        call = loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c", "pass")
+        if _refused(loop_config):
+            with _no_resource_warning(), \
+                    pytest.raises(ValueError, match="out of range for select"):
+                await call
+            assert _fds() == open_before
+        else:
+            tr, _ = await call
+            assert await asyncio.wait_for(tr._wait(), 10) == 0
+            tr.close()
+
+
+@pytest.mark.asyncio
+async def test_subprocess_with_a_high_pidfd(monkeypatch):
+    """A pidfd past select's limit is no reason to fail: the exit is watched by a thread."""
+    loop = asyncio.get_running_loop()
+    real = getattr(os, "pidfd_open", None)
+    if real is not None:
+        monkeypatch.setattr(os, "pidfd_open", lambda pid, *args: _high(real(pid, *args)))
+    tr, _ = await loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c", "pass")
+    try:
+        assert await asyncio.wait_for(tr._wait(), 10) == 0
+    finally:
+        tr.close()
+
+
+@pytest.mark.asyncio
+async def test_select_refuses_a_high_signal_wakeup_socket(loop_config):
+    """The wakeup socket of add_signal_handler gets a number >= 1024: refused, and not kept
+    half set up (signals would arrive on a socket nobody watches)."""
+    loop = asyncio.get_running_loop()
+    got = loop.create_future()
+    with _low_fds_taken():
+        open_before = _fds()
+        if _refused(loop_config):
+            with pytest.raises(ValueError, match="out of range for select"):
+                loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+            assert _fds() == open_before
+    try:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: got.done() or got.set_result(True))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert await asyncio.wait_for(got, 5)
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+
+@pytest.mark.skipif(REFERENCE, reason="edgeloop's select backend")
+def test_select_loop_with_a_high_wakeup_descriptor():
+    """A select loop built when every number below 1024 is taken: its own eventfd is refused;
+    the constructor fails without leaving it open."""
+    import edgeloop
+
+    with _low_fds_taken():
+        open_before = _fds()
+        with _no_resource_warning(), pytest.raises(ValueError, match="out of range for select"):
+            edgeloop.new_event_loop(backend="select")
+        assert _fds() == open_before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("entry", ["create_connection", "connect_accepted_socket",
+                                   "create_unix_connection", "create_datagram_endpoint"])
+async def test_failing_protocol_factory_leaves_the_given_socket_to_the_caller(entry):
+    """asyncio calls the protocol factory before any transport holds ``sock=``: if it raises,
+    the socket is still the caller's, open."""
+    loop = asyncio.get_running_loop()
+    if entry == "create_datagram_endpoint":
+        sock, other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), None
+    elif entry == "create_unix_connection":
+        sock, other = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        sock, other = socket.socketpair()
+
+    def factory():
+        raise RuntimeError("no protocol")
+
+    try:
+        with pytest.raises(RuntimeError, match="no protocol"):
+            if entry == "connect_accepted_socket":
+                await loop.connect_accepted_socket(factory, sock)
+            else:
+                await getattr(loop, entry)(factory, sock=sock)
+        assert sock.fileno() >= 0
+    finally:
+        sock.close()
+        if other is not None:
+            other.close()
