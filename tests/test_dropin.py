@@ -976,3 +976,28 @@ async def test_failing_protocol_factory_leaves_the_given_socket_to_the_caller(en
         sock.close()
         if other is not None:
             other.close()
+
+
+@pytest.mark.asyncio
+async def test_ssl_protocol_sslcontext(server_ctx, client_ctx):
+    """Tests of some libraries read ``transport._ssl_protocol._sslcontext`` (asyncio's private
+    name): the context the TLS layer was made with, on both ends."""
+    loop = asyncio.get_running_loop()
+    accepted: list[Recorder] = []
+
+    def factory():
+        accepted.append(Recorder())
+        return accepted[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port, ssl=client_ctx,
+                                              server_hostname="localhost")
+        assert tr._ssl_protocol._sslcontext is client_ctx
+        await asyncio.wait_for(accepted[0].made, 5)
+        assert accepted[0].transport._ssl_protocol._sslcontext is server_ctx
+        tr.close()
+        await asyncio.wait_for(pr.lost, 5)
+    finally:
+        await _close_server(server, accepted)

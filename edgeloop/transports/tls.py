@@ -284,6 +284,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
         return f"<TLSProtocol {self._state.value} server_side={self._server_side}>"
 
     @property
+    def _sslcontext(self) -> ssl.SSLContext:
+        """asyncio's SSLProtocol name for the context (tests reach it through the transport's
+        ``_ssl_protocol``); read-only."""
+        return self._context
+
+    @property
     def app_transport(self) -> SSLTransport:
         return self._app_transport
 
