@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 _STALE_ERRNOS = (errno.EBADF, errno.ENOENT)
 
 
-def fileobj_to_fd(fileobj: Any) -> int:
-    """An int fd or an object with ``fileno()``, validated like the stdlib's selectors do."""
+def fileobj_to_fd(fileobj: Any, closed_ok: bool = False) -> int:
+    """An int fd or an object with ``fileno()``, validated like the stdlib's selectors do.
+
+    ``closed_ok``: an object whose ``fileno()`` answers -1 (a closed socket) gives -1."""
     if isinstance(fileobj, int):
         fd = fileobj
     else:
@@ -38,7 +40,7 @@ def fileobj_to_fd(fileobj: Any) -> int:
             fd = int(fileobj.fileno())
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
+    if fd < 0 and not (closed_ok and not isinstance(fileobj, int)):
         raise ValueError(f"Invalid file descriptor: {fd}")
     return fd
 
@@ -59,10 +61,13 @@ def _identity(fd: int) -> tuple[int, int] | None:
 class FdCallbacks(HandlerBase):
     """The handler registered for one descriptor that has a reader and/or a writer callback."""
 
-    __slots__ = ("fd", "reader", "writer", "_io", "_oneshot", "ident")
+    __slots__ = ("fd", "fileobj", "reader", "writer", "_io", "_oneshot", "ident")
 
-    def __init__(self, io: IOServices, fd: int) -> None:
+    def __init__(self, io: IOServices, fd: int, fileobj: Any = None) -> None:
         self.fd = fd
+        # What add_reader/add_writer was given: remove_* finds the registration by this object
+        # once it is closed (fileno() -1), like asyncio's selector (anyio relies on it).
+        self.fileobj: Any = fd if fileobj is None else fileobj
         self.reader: Handle | None = None
         self.writer: Handle | None = None
         self._io = io

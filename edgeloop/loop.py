@@ -120,7 +120,11 @@ class _Waker(HandlerBase):
 
     def __init__(self, poller: Poller) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        poller.register(self.fd, self, EPOLLIN)
+        try:
+            poller.register(self.fd, self, EPOLLIN)
+        except BaseException:  # refused (select's FD_SETSIZE): the loop is not built
+            os.close(self.fd)
+            raise
 
     def wake(self) -> None:
         try:
@@ -149,6 +153,15 @@ def _run_until_complete_cb(fut: asyncio.Future) -> None:
             # The exception propagates out of run_forever by itself; stopping here would hide it.
             return
     fut.get_loop().stop()
+
+
+def _format_handle(handle: Handle) -> str:
+    """How the slow-callback warning names a handle: a task's step by the task, as asyncio's
+    base_events does (``<Task finished name=... coro=<...>>``, not the step wrapper)."""
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return repr(owner)
+    return str(handle)
 
 
 def _format_callback(handle: Handle) -> str:
@@ -528,6 +541,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             if queue is not self._ready and queue:
                 self._ready.extend(queue)
                 queue.clear()
+            # A coroutine that failed in this call links its frame to ours (f_back): the last
+            # handle (and the future in its arguments) must not stay reachable from there.
+            handle = None  # type: ignore[assignment]
 
     def _handle_ran(self, handle: Handle, seconds: float) -> None:
         """A timed callback finished (debug mode, or the stall detector attributing)."""
@@ -543,7 +559,7 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def _warn_if_slow(self, handle: Handle, seconds: float) -> None:
         if seconds >= self.slow_callback_duration:
-            logger.warning("Executing %s took %.3f seconds", handle, seconds)
+            logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
 
     # ------------------------------------------------------------------ looking inside
 
@@ -874,22 +890,22 @@ class EventLoop(asyncio.AbstractEventLoop):
 
     def add_reader(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]) -> None:
         self._check_closed()
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd)
         if self._debug:
             self._check_callback(callback, "add_reader")
-        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True)
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=True, fileobj=fileobj)
 
     def add_writer(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: Unpack[_Ts]) -> None:
         self._check_closed()
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd)
         if self._debug:
             self._check_callback(callback, "add_writer")
-        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False)
+        self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False, fileobj=fileobj)
 
-    def _add_fd_callback(self, fd: int, handle: Handle, reader: bool) -> None:
+    def _add_fd_callback(self, fd: int, handle: Handle, reader: bool, fileobj: Any = None) -> None:
         entry = self._fd_callbacks(fd)
         if entry is None:
-            entry = FdCallbacks(self.io, fd)
+            entry = FdCallbacks(self.io, fd, fileobj)
             if reader:
                 entry.reader = handle
             else:
@@ -897,6 +913,8 @@ class EventLoop(asyncio.AbstractEventLoop):
             entry.register()
             return
         entry.refresh()
+        if fileobj is not None and not isinstance(fileobj, int):
+            entry.fileobj = fileobj  # the object that now owns the number
         old = entry.reader if reader else entry.writer
         if reader:
             entry.reader = handle
@@ -912,13 +930,19 @@ class EventLoop(asyncio.AbstractEventLoop):
             else:
                 entry.writer = None
             entry.drop()
-            self._add_fd_callback(fd, handle, reader)
+            self._add_fd_callback(fd, handle, reader, fileobj)
 
     def _remove_fd_handle(self, fd: int, handle: Handle, reader: bool) -> None:
         """Remove ``handle`` if it is still the fd's reader (writer); used by the sock_* waits."""
         entry = self._handlers.get(fd)
         if isinstance(entry, FdCallbacks) and (entry.reader if reader else entry.writer) is handle:
             self._remove_fd_callback(fd, reader)
+
+    def _fd_added_as(self, fileobj: Any) -> int | None:
+        for fd, handler in self._handlers.items():
+            if isinstance(handler, FdCallbacks) and handler.fileobj is fileobj:
+                return fd
+        return None
 
     def remove_reader(self, fd: Any) -> bool:
         return self._remove_fd_callback(fd, reader=True)
@@ -929,7 +953,14 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _remove_fd_callback(self, fd: Any, reader: bool) -> bool:
         if self._closed:
             return False
-        fd = fileobj_to_fd(fd)
+        fileobj, fd = fd, fileobj_to_fd(fd, closed_ok=True)
+        if fd < 0:
+            # A socket closed since it was added (fileno() is -1): asyncio's selector still
+            # finds the registration by the object itself.
+            found = self._fd_added_as(fileobj)
+            if found is None:
+                raise ValueError(f"Invalid file descriptor: {fd}")
+            fd = found
         entry = self._fd_callbacks(fd)
         if entry is None:
             return False

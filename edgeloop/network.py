@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from .server import Server
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 _ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)  # as in typeshed's AbstractEventLoop
 _HAS_IPV6 = hasattr(socket, "AF_INET6")
+_PY313 = sys.version_info >= (3, 13)
 
 
 # ---------------------------------------------------------------------- name resolution
@@ -206,7 +208,11 @@ async def create_connection(
         else:
             sock, errors = await _staggered(self, infos, happy_eyeballs_delay, connect)
         if sock is None:
-            raise _combine_errors(errors, all_errors)
+            try:
+                raise _combine_errors(errors, all_errors)
+            finally:
+                # The traceback keeps this frame: it must not keep the errors (gh-124859).
+                errors = None  # type: ignore[assignment]
     else:
         if sock is None:
             raise ValueError("host and port was not specified and no sock specified")
@@ -214,7 +220,8 @@ async def create_connection(
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout),
+                              owned=host is not None or port is not None)
 
 
 def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshake: float | None,
@@ -228,7 +235,10 @@ def _tls_args(ssl: Any, server_side: bool, server_hostname: str | None, handshak
 
 async def _make_stream(loop: EventLoop, sock: socket.socket, protocol_factory: Callable[[], _ProtocolT],
                        extra: dict[str, Any] | None = None, tls: dict[str, Any] | None = None,
-                       ) -> tuple[asyncio.Transport, _ProtocolT]:
+                       owned: bool = True) -> tuple[asyncio.Transport, _ProtocolT]:
+    """``owned``: we made ``sock``.  Until a transport holds it, a failure (the protocol factory,
+    the poller refusing it) closes only a socket of ours: a ``sock=`` stays the caller's, as in
+    asyncio."""
     sock.setblocking(False)
     waiter = loop.create_future()
     try:
@@ -237,20 +247,24 @@ async def _make_stream(loop: EventLoop, sock: socket.socket, protocol_factory: C
             # The TLS layer is the raw transport's protocol; it resolves the waiter once the
             # handshake is done, and the application gets its own (plaintext) transport.
             tls_protocol = _tls.TLSProtocol(loop, protocol, tls.pop("context"), waiter, **tls)
+        if tls is None:
+            transport = StreamTransport(loop, sock, protocol, waiter, extra)
+            result: asyncio.Transport = transport
+        else:
+            transport = StreamTransport(loop, sock, tls_protocol, None, extra)
+            result = tls_protocol.app_transport
     except BaseException:
-        sock.close()
+        if owned:
+            sock.close()
         raise
-    if tls is None:
-        transport = StreamTransport(loop, sock, protocol, waiter, extra)
-        result: asyncio.Transport = transport
-    else:
-        transport = StreamTransport(loop, sock, tls_protocol, None, extra)
-        result = tls_protocol.app_transport
     try:
         await waiter
     except BaseException:
         transport.close()
         raise
+    finally:
+        # It holds the failure, whose traceback keeps this frame.
+        waiter = None  # type: ignore[assignment]
     return result, protocol
 
 
@@ -281,7 +295,8 @@ async def create_unix_connection(
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, False, server_hostname, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout),
+                              owned=path is not None)
 
 
 async def connect_accepted_socket(
@@ -294,7 +309,7 @@ async def connect_accepted_socket(
     _check_ssl_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
     return await _make_stream(self, sock, protocol_factory,
                               tls=_tls_args(ssl, True, None, ssl_handshake_timeout,
-                                            ssl_shutdown_timeout))
+                                            ssl_shutdown_timeout), owned=False)
 
 
 # ---------------------------------------------------------------------- servers
@@ -371,9 +386,20 @@ async def create_server(
                     ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
-        server._start_serving()
+        _start_or_abandon(server, owned=sock is None)
         await asyncio.sleep(0)
     return server
+
+
+def _start_or_abandon(server: Server, owned: bool) -> None:
+    """Start serving; if the poller refuses a listening socket (select's FD_SETSIZE), nothing
+    stays registered, our sockets are closed and a ``sock=`` is left to the caller."""
+    try:
+        server._start_serving()
+    except BaseException:
+        if owned:
+            server.close()
+        raise
 
 
 async def create_unix_server(
@@ -426,7 +452,23 @@ async def create_unix_server(
                     ssl_handshake_timeout=ssl_handshake_timeout,
                     ssl_shutdown_timeout=ssl_shutdown_timeout)
     if start_serving:
-        server._start_serving()
+        _start_or_abandon(server, owned=path is not None)
         await asyncio.sleep(0)
     return server
 
+
+if not _PY313:
+    _create_unix_server = create_unix_server
+
+    async def create_unix_server(  # type: ignore[misc]
+        self: Any, protocol_factory: ProtocolFactory, path: str | None = None, *,
+        sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
+        ssl_handshake_timeout: float | None = None, ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+    ) -> Server:
+        """Before 3.13 asyncio has no ``cleanup_socket`` (an unknown keyword is a TypeError) and
+        leaves the socket file behind when the server closes."""
+        return await _create_unix_server(
+            self, protocol_factory, path, sock=sock, backlog=backlog, ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            start_serving=start_serving, cleanup_socket=False)

@@ -173,14 +173,15 @@ class Acceptor(HandlerBase):
         self._pending = True
         self._accept()
 
-    def close(self) -> None:
+    def close(self, close_socket: bool = True) -> None:
         if self._backing_off is not None:
             self._backing_off.cancel()
             self._backing_off = None
         if self._sock is not None:
             if not self._loop.is_closed():
                 self._io.unregister(self._fd)
-            self._sock.close()
+            if close_socket:
+                self._sock.close()
             self._sock = None
 
 
@@ -284,10 +285,18 @@ class Server(asyncio.AbstractServer):
     def _start_serving(self) -> None:
         if self._serving or self._sockets is None:
             return
+        try:
+            for sock in self._sockets:
+                sock.listen(self._backlog)
+                self._acceptors.append(Acceptor(self._loop, self, sock))
+        except BaseException:
+            # A socket the poller refuses (select's FD_SETSIZE): serve none of them, and leave
+            # none registered.  The server keeps its sockets; close() closes them.
+            for acceptor in self._acceptors:
+                acceptor.close(close_socket=False)
+            self._acceptors.clear()
+            raise
         self._serving = True
-        for sock in self._sockets:
-            sock.listen(self._backlog)
-            self._acceptors.append(Acceptor(self._loop, self, sock))
 
     async def start_serving(self) -> None:
         self._start_serving()
@@ -296,10 +305,12 @@ class Server(asyncio.AbstractServer):
     def close(self) -> None:
         if self._sockets is None:
             return
-        self._sockets = None
+        sockets, self._sockets = self._sockets, None
         for acceptor in self._acceptors:
             acceptor.close()
         self._acceptors.clear()
+        for sock in sockets:
+            sock.close()  # those never served too (start_serving=False), as asyncio does
         self._serving = False
         self._cleanup_unix_path()
         fut = self._serving_forever

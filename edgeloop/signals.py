@@ -46,10 +46,16 @@ class SignalHandlers(HandlerBase):
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("add_signal_handler() can only be called from the main thread")
         if self._rsock is None:
-            self._rsock, self._wsock = socket.socketpair()
-            self._rsock.setblocking(False)
-            self._wsock.setblocking(False)
-            self._loop.io.register(self._rsock.fileno(), self, EPOLLIN)
+            rsock, wsock = socket.socketpair()
+            try:
+                rsock.setblocking(False)
+                wsock.setblocking(False)
+                self._loop.io.register(rsock.fileno(), self, EPOLLIN)
+            except BaseException:  # refused (select's FD_SETSIZE): no unwatched wakeup socket
+                rsock.close()
+                wsock.close()
+                raise
+            self._rsock, self._wsock = rsock, wsock
         try:
             signal.set_wakeup_fd(self._wsock.fileno())  # type: ignore[union-attr]
         except (ValueError, OSError) as exc:

@@ -42,7 +42,7 @@ async def _when_ready(loop: EventLoop, sock: socket.socket, reading: bool, attem
     fd = sock.fileno()
 
     def on_ready() -> None:
-        if fut.done():
+        if fut is None or fut.done():
             return
         try:
             done, result = attempt()
@@ -65,6 +65,9 @@ async def _when_ready(loop: EventLoop, sock: socket.socket, reading: bool, attem
     finally:
         # Only our own registration: a newer sock_* call on the same fd may have replaced it.
         loop._remove_fd_handle(fd, handle, reading)
+        # A failure leaves with a traceback that keeps this frame (and on_ready's): drop the
+        # future that holds the exception, as asyncio's sock_* do.
+        fut = None  # type: ignore[assignment]
 
 
 async def sock_recv(self: EventLoop, sock: socket.socket, n: int) -> bytes:

@@ -121,10 +121,15 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._buffer_size = 0
 
-        if self._edge:
-            self._io.register(self._fd, self, EDGE_DGRAM)
-        else:
-            self._io.register(self._fd, self, 0)
+        # A socket the poller refuses (select's FD_SETSIZE) stays the caller's, unregistered.
+        try:
+            if self._edge:
+                self._io.register(self._fd, self, EDGE_DGRAM)
+            else:
+                self._io.register(self._fd, self, 0)
+        except BaseException:
+            self._sock = None  # not ours: __del__ must not close it
+            raise
         self._io.call_next(self._connection_made, waiter, context=self._context)
 
     def __repr__(self) -> str:
@@ -314,6 +319,7 @@ async def create_datagram_endpoint(
     allow_broadcast: bool | None = None, sock: socket.socket | None = None,
 ) -> tuple[asyncio.DatagramTransport, asyncio.BaseProtocol]:
     self._check_closed()
+    owned = sock is None  # until a transport holds it, only a socket of ours is closed on failure
     if sock is not None:
         if sock.type == socket.SOCK_STREAM:
             raise ValueError(f"A datagram socket was expected, got {sock!r}")
@@ -331,11 +337,12 @@ async def create_datagram_endpoint(
                                           allow_broadcast)
     try:
         protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = DatagramTransport(self, sock, protocol, remote, waiter)
     except BaseException:
-        sock.close()
+        if owned:
+            sock.close()
         raise
-    waiter = self.create_future()
-    transport = DatagramTransport(self, sock, protocol, remote, waiter)
     try:
         await waiter
     except BaseException:
@@ -425,4 +432,7 @@ async def _open_socket(loop: EventLoop, pairs: list[Any], local_addr: Any, remot
             if sock is not None:
                 sock.close()
             raise
-    raise errors[0]
+    try:
+        raise errors[0]
+    finally:
+        errors = None  # type: ignore[assignment]  # the traceback keeps this frame

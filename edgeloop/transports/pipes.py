@@ -270,8 +270,11 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
         self._force_close(exc)
 
 
-class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTransport):
-    """The write end of a pipe (or a socket, FIFO or pty) with a write buffer and flow control."""
+class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.Transport):
+    """The write end of a pipe (or a socket, FIFO or pty) with a write buffer and flow control.
+
+    An ``asyncio.Transport``, as asyncio's write-pipe transport is (through its flow-control
+    mixin): the reading half (``pause_reading()``...) raises NotImplementedError."""
 
     _DIRECTION = "write"
 

@@ -141,10 +141,14 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
 
         # Registered before anything else can refer to us: if the poller refuses the socket
         # (ENOSPC, select's FD_SETSIZE), the caller still owns it and nothing is left behind.
-        if self._edge:
-            io.register(self._fd, self, EDGE_STREAM)
-        else:
-            io.register(self._fd, self, 0)
+        try:
+            if self._edge:
+                io.register(self._fd, self, EDGE_STREAM)
+            else:
+                io.register(self._fd, self, 0)
+        except BaseException:
+            self._sock = None  # not ours: __del__ must not close it
+            raise
         if server is not None:
             self._server = server
             server._attach(self)

@@ -113,6 +113,7 @@ class _PidfdWatcher(HandlerBase):
             loop.io.register(self.fd, self, EPOLLIN, edge=loop.io.edge)
         except BaseException:
             os.close(self.fd)
+            self.fd = -1  # closed: __del__ must not close the number again
             raise
 
     def _on_events(self, mask: int) -> None:
@@ -250,8 +251,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             try:
                 self._pidfd = _PidfdWatcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
                 return
-            except OSError:
-                pass  # ENOSYS, EPERM under seccomp, EMFILE...: use the thread
+            except (OSError, ValueError):
+                pass  # ENOSYS, EPERM under seccomp, EMFILE, select's FD_SETSIZE: use the thread
         _start_thread_watcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
 
     async def _connect_pipes(self) -> None:

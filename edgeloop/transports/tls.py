@@ -287,6 +287,12 @@ class TLSProtocol(asyncio.BufferedProtocol):
         return f"<TLSProtocol {self._state.value} server_side={self._server_side}>"
 
     @property
+    def _sslcontext(self) -> ssl.SSLContext:
+        """asyncio's SSLProtocol name for the context (tests reach it through the transport's
+        ``_ssl_protocol``); read-only."""
+        return self._context
+
+    @property
     def app_transport(self) -> SSLTransport:
         return self._app_transport
 
@@ -350,8 +356,11 @@ class TLSProtocol(asyncio.BufferedProtocol):
         self._backlog_size = 0
         self._outgoing.read()
         if handshaking:
-            self._wake_waiter(exc if exc is not None else
-                              ConnectionResetError("Connection lost during the TLS handshake"))
+            if exc is None and self._app_state is _App.NEW:
+                exc = ConnectionResetError("Connection lost during the TLS handshake")
+            # start_tls (the application is connected already): a closed raw transport resolves
+            # the waiter with None, and start_tls returns None, as asyncio's SSLProtocol does.
+            self._wake_waiter(exc)
         # The application hears connection_lost iff it heard connection_made: with start_tls it
         # had it from the plain transport, so it hears the end even of a failed handshake.
         protocol = self._app_protocol
@@ -810,8 +819,8 @@ async def start_tls(
                         f"got {sslcontext!r}")
     if not _upgradable(transport):
         raise TypeError(f"transport {transport!r} is not supported by start_tls()")
-    if transport.is_closing():
-        raise RuntimeError(f"transport {transport!r} is closing")
+    # A closing transport is not refused: asyncio's start_tls goes ahead, and returns None once
+    # the raw transport's connection_lost has reached the TLS layer (aiohttp relies on it).
     waiter = self.create_future()
     tls = TLSProtocol(self, protocol, sslcontext, waiter, server_side=server_side,
                       server_hostname=server_hostname,
@@ -822,7 +831,6 @@ async def start_tls(
     transport.set_protocol(tls)
     made = self.call_soon(tls.connection_made, transport)
     resumed = self.call_soon(transport.resume_reading)  # type: ignore[attr-defined]
-    app_transport = tls.app_transport  # ours even if the connection is lost before we resume
     try:
         await waiter
     except BaseException:
@@ -830,4 +838,9 @@ async def start_tls(
         resumed.cancel()
         transport.close()
         raise
-    return app_transport
+    finally:
+        # It holds the failure, whose traceback keeps this frame.
+        waiter = None  # type: ignore[assignment]
+    # None if the connection was lost meanwhile (connection_lost drops it), like asyncio's
+    # ``ssl_protocol._app_transport``.
+    return tls._app_transport
