@@ -107,7 +107,7 @@ class IOServices:
         self.accept_budget: int = loop.accept_budget
         self.read_policy: str = loop.read_policy
         self.stats = stats
-        # The deferred list; the loop swaps it for a new one when it serves it.
+        # The deferred list (one list object for the loop's life: the loop serves a copy).
         self.deferred: list[Handler] = []
 
     # registration ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ Three views, all built on the descriptor contract (``edgeloop.descriptors``):
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import signal
@@ -167,22 +166,27 @@ class StallWatch:
         self.records: list[tuple[Any, float]] = []
 
     # called by the loop ----------------------------------------------------------------------
-    def start(self, events: list[tuple[int, int]]) -> None:
-        self.t0 = time.monotonic()
-        self.events = events
-        if self.ran:
-            self.ran = []
-        if self.deferred:
-            self.deferred = []
-        if self.records:
-            self.records = []
+    def watch_wait(self, wait: Callable[[float | None], list[tuple[int, int]]]
+                   ) -> Callable[[float | None], list[tuple[int, int]]]:
+        """The loop's poll under the detector: the iteration's work is timed from the moment
+        the poll returns (waiting is not a stall), and until a first stall what the iteration
+        will run is remembered: the callbacks queued before the poll, the descriptors it
+        reports, the deferred handlers.  Nothing of this is in the loop's own ``_run_once``."""
+        loop = self.loop
 
-    def note_handles(self, queue: Iterable[Handle], n: int) -> None:
-        if not self.attributing:
-            self.ran.extend(itertools.islice(queue, n))
+        def watched(timeout: float | None) -> list[tuple[int, int]]:
+            events = wait(timeout)
+            self.t0 = time.monotonic()
+            self.events = events
+            if self.attributing:
+                if self.records:
+                    self.records = []
+            else:
+                self.ran = list(loop._ready)
+                self.deferred = list(loop._deferred)
+            return events
 
-    def note_deferred(self, todo: list[Handler]) -> None:
-        self.deferred = todo
+        return watched
 
     def finish(self) -> None:
         seconds = time.monotonic() - self.t0

@@ -184,6 +184,20 @@ class EventLoop(asyncio.AbstractEventLoop):
     read_budget = 16
     accept_budget = 64
 
+    # Rarely set state lives at class level: an instance keeps few attributes, so that CPython
+    # keeps its attribute access on the fast path (shared-key instance dicts hold at most 30).
+    slow_callback_duration = 0.1
+    _exception_handler: Callable[..., Any] | None = None
+    _task_factory: Callable[..., Any] | None = None
+    _default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+    _executor_shutdown_called = False
+    _asyncgens_shutdown_called = False
+    _current_handle: Handle | None = None
+    _stall: introspect.StallWatch | None = None
+    _dump_signal: int | None = None
+    # Events of a batch interrupted by SystemExit/KeyboardInterrupt, served by the next run.
+    _leftover: tuple[tuple[int, int], ...] | list[tuple[int, int]] = ()
+
     def __init__(
         self,
         *,
@@ -229,29 +243,25 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._ready: collections.deque[Handle] = collections.deque()
         self._after_io: collections.deque[Handle] = collections.deque()
         self._soon = self._ready
-        # Events of a batch interrupted by SystemExit/KeyboardInterrupt, served next run.
-        self._leftover: list[tuple[int, int]] = []
         self._timers = TimerQueue()
         self._stats = Stats()
         #: The descriptor services: the one door from transports and handlers into the loop.
         self.io = IOServices(self, self._poller, self._stats)
+        self._deferred = self.io.deferred  # the same list: io.defer() appends, we serve it
+        self._wait: Callable[[float | None], list[tuple[int, int]]] = self._poller.wait
         self._stopping = False
         self._polling = False
         self._thread_id: int | None = None
         self._clock_resolution = time.get_clock_info("monotonic").resolution
-        self._exception_handler: Callable[..., Any] | None = None
-        self._task_factory: Callable[..., Any] | None = None
-        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._executor_shutdown_called = False
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._asyncgens_shutdown_called = False
         self._debug = _env_debug()
-        self._stall = introspect.StallWatch(self, stall_threshold) if stall_threshold else None
-        self._dump_signal = dump_signal
         # Time each callback (debug mode, or the stall detector after a stall): see io.run_handle.
         self._timing = self._debug
-        self._current_handle: Handle | None = None
-        self.slow_callback_duration = 0.1
+        if stall_threshold:
+            self._stall = introspect.StallWatch(self, stall_threshold)
+            self._wait = self._stall.watch_wait(self._poller.wait)
+        if dump_signal is not None:
+            self._dump_signal = dump_signal
         self._signals = SignalHandlers(self)
         try:
             self._waker = _Waker(self._poller)
@@ -282,7 +292,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             asyncio._set_running_loop(self)
             if self._dump_signal is not None:
                 self._install_dump_signal()
-            run_once = self._run_once
+            if self._leftover:
+                self._dispatch_leftover()  # interrupted last time: the rest of that batch first
+            run_once = self._run_once if self._stall is None else self._run_once_watched
             while True:
                 run_once()
                 if self._stopping:
@@ -336,8 +348,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._closed = True
         self._ready.clear()
         self._after_io.clear()
-        self._leftover.clear()
-        self.io.deferred.clear()
+        self._leftover = ()
+        self._deferred.clear()
         self._timers.clear()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -375,15 +387,12 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _run_once(self) -> None:
         ready = self._ready
         timers = self._timers
-        io = self.io
-
-        if self._leftover:
-            self._dispatch_leftover()
+        deferred = self._deferred
 
         # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
         # callback and then sees it False knows the loop will find the callback without a wakeup.
         self._polling = True
-        if ready or io.deferred or self._stopping:
+        if ready or deferred or self._stopping:
             timeout: float | None = 0.0
         else:
             when = timers.next_deadline()
@@ -393,12 +402,9 @@ class EventLoop(asyncio.AbstractEventLoop):
                 timeout = when - self.time()  # the loop's clock: tests and libraries patch it
                 if timeout < 0.0:
                     timeout = 0.0
-        events = self._poller.wait(timeout)
+        events = self._wait(timeout)
         self._polling = False
         self._stats.polls += 1
-        stall = self._stall
-        if stall is not None:
-            stall.start(events)  # the iteration's work is timed from here: waiting is not a stall
 
         if timers._heap:
             timers.pop_due(self.time() + self._clock_resolution, ready.append)
@@ -409,8 +415,6 @@ class EventLoop(asyncio.AbstractEventLoop):
         # peer's whole exchange is played to its protocol.)
         ntodo = len(ready)
         if ntodo:
-            if stall is not None:
-                stall.note_handles(ready, ntodo)
             if self._timing:
                 self._run_handles(ready, ntodo)
             else:
@@ -425,19 +429,17 @@ class EventLoop(asyncio.AbstractEventLoop):
             self._dispatch(events)
             after_io = self._after_io
             if after_io:
-                if stall is not None:
-                    stall.note_handles(after_io, len(after_io))
                 self._run_handles(after_io, len(after_io))
 
-        if io.deferred:
-            todo = io.deferred
-            io.deferred = []
-            if stall is not None:
-                stall.note_deferred(todo)
+        if deferred:
+            todo = deferred[:]
+            deferred.clear()  # what the handlers defer again waits for the next iteration
             self._serve_deferred(todo)
 
-        if stall is not None:
-            stall.finish()
+    def _run_once_watched(self) -> None:
+        """One iteration under the stall detector (its poll is ``StallWatch.watch_wait``)."""
+        self._run_once()
+        self._stall.finish()  # type: ignore[union-attr]
 
     def _dispatch(self, events: list[tuple[int, int]]) -> None:
         """Hand each ``(fd, mask)`` to its handler, behind the exception barrier.
@@ -480,8 +482,8 @@ class EventLoop(asyncio.AbstractEventLoop):
     def _dispatch_leftover(self) -> None:
         """Serve the events of a batch that SystemExit/KeyboardInterrupt cut short.  No poll has
         happened since, so ``stale`` still tells which of them are out of date."""
-        events, self._leftover = self._leftover, []
-        self._dispatch(events)
+        events, self._leftover = self._leftover, ()
+        self._dispatch(list(events))
         self._ready.extend(self._after_io)
         self._after_io.clear()
 
@@ -495,7 +497,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                     handler._on_deferred()
                 return
             except (SystemExit, KeyboardInterrupt):
-                self.io.deferred[:0] = it  # still deferred (their flag is still set)
+                self._deferred[:0] = it  # still deferred (their flag is still set)
                 raise
             except BaseException as exc:
                 handler._deferred = False

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..descriptors import IOServices
-    from ..loop import EventLoop, Stats
+    from ..loop import EventLoop
 
 logger = logging.getLogger("asyncio")
 
@@ -76,7 +76,6 @@ class FdTransport:
     _DROPPED_WRITE_WARNING = "socket.send() raised exception."
     _loop: EventLoop
     _io: IOServices
-    _stats: Stats
     _protocol: Any
     _fd: int
     _context: contextvars.Context
@@ -88,7 +87,6 @@ class FdTransport:
         context its protocol callbacks run in (by default a copy of the current one)."""
         self._loop = loop
         self._io = loop.io
-        self._stats = loop.io.stats
         self._edge = loop.io.edge
         self._created = time.monotonic()
         if context is None:
@@ -218,7 +216,7 @@ class FdTransport:
 
     def _fold_counters(self) -> None:
         """Hand our read/write counts to the loop's totals (we leave the registry)."""
-        stats = self._stats
+        stats = self._io.stats
         stats.reads += self._reads
         stats.writes += self._writes
         self._reads = self._writes = 0

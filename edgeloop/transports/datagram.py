@@ -186,7 +186,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                     nbytes, addr = recvfrom_into(buf)
                 except (BlockingIOError, InterruptedError):
                     self._readable = False
-                    self._stats.eagain += 1
+                    self._io.stats.eagain += 1
                     break
                 except OSError as exc:
                     n += 1

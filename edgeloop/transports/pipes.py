@@ -179,7 +179,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                     data = read(fd, MAX_READ)
                 except (BlockingIOError, InterruptedError):
                     self._readable = False
-                    self._stats.eagain += 1
+                    self._io.stats.eagain += 1
                     break
                 except OSError as exc:
                     self._readable = False

@@ -84,6 +84,16 @@ def _short_reads_safe(sock: socket.socket) -> bool:
 class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     """A connected stream socket bound to a Protocol or BufferedProtocol."""
 
+    _read_eof = False            # EOF received
+    _eof = False                 # write_eof() called
+    _sendfile: _FilePump | None = None  # the loop.sendfile() transfer in progress
+    _server: Server | None = None
+
+    @property
+    def _kind(self) -> str:  # type: ignore[override]
+        family = self._extra["socket"].family
+        return "unix" if family == socket.AF_UNIX else "tcp"
+
     def __init__(
         self,
         loop: EventLoop,
@@ -98,11 +108,11 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._attach_loop(loop, context)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
-        self._kind = "unix" if sock.family == socket.AF_UNIX else "tcp"
         io = self._io
         self._budget = io.read_budget if self._edge else 1
-        self._short_reads = io.read_policy == "short" and _short_reads_safe(sock)
-        self._hup = False            # RDHUP/HUP/ERR seen: EOF or an error is queued behind the data
+        # May a short read end a drain?  Cleared for good once RDHUP/HUP/ERR is seen: EOF or an
+        # error is queued behind the data then (see the module docstring).
+        self._short = io.read_policy == "short" and _short_reads_safe(sock)
         self._extra["socket"] = TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
@@ -126,18 +136,14 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._paused = False         # pause_reading() in effect
         self._readable = False       # edge mode: data may be waiting in the kernel
         self._writable = True        # edge mode: the last send did not fill the socket
-        self._read_eof = False
-        self._closing = False
-        self._eof = False            # write_eof() called
-        self._sendfile: _FilePump | None = None  # the loop.sendfile() transfer in progress
         # Why write() is refused (a message, see _REFUSED_*), None while writing is allowed: one
         # test on the write path for both write_eof() and a transfer in progress.
         self._write_refused: str | None = None
-        self._conn_lost = 0
-        self._protocol_connected = False
         self._buffer: collections.deque[Any] = collections.deque()
         self._buffer_size = 0
-        self._server: Server | None = None
+        # Left at their class defaults until they change (_read_eof, _eof, _closing, _conn_lost,
+        # _sendfile, _server...): CPython keeps attribute access fast only for objects with at
+        # most 30 instance attributes, and this object is on the hottest path of all.
 
         # Registered before anything else can refer to us: if the poller refuses the socket
         # (ENOSPC, select's FD_SETSIZE), the caller still owns it and nothing is left behind.
@@ -197,7 +203,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         if mask & READ_EVENTS:
             self._readable = True
             if mask & _HUP_EVENTS:
-                self._hup = True
+                self._short = False
             if self._reading:
                 self._read_ready()
         if mask & WRITE_EVENTS:
@@ -218,7 +224,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         protocol = self._protocol
         data_received = protocol.data_received
         budget = self._budget
-        short = self._short_reads and not self._hup
+        short = self._short
         n = got = 0
         try:
             while True:
@@ -226,7 +232,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     data = recv(MAX_READ)
                 except (BlockingIOError, InterruptedError):
                     self._readable = False
-                    self._stats.eagain += 1
+                    self._io.stats.eagain += 1
                     break
                 n += 1
                 size = len(data)
@@ -267,7 +273,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         protocol = self._protocol
         recv_into = self._sock.recv_into  # type: ignore[union-attr]
         budget = self._budget
-        short = self._short_reads and not self._hup
+        short = self._short
         n = got = 0
         try:
             while True:
@@ -285,7 +291,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     nbytes = recv_into(buf)
                 except (BlockingIOError, InterruptedError):
                     self._readable = False
-                    self._stats.eagain += 1
+                    self._io.stats.eagain += 1
                     break
                 n += 1
                 if not nbytes:
