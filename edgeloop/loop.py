@@ -597,8 +597,10 @@ class EventLoop(asyncio.AbstractEventLoop):
         # Transports count their own reads and writes (loop.describe()); they fold them into
         # the totals when they close.
         for handler in self._handlers.values():
-            out["reads"] += getattr(handler, "_reads", 0)
-            out["writes"] += getattr(handler, "_writes", 0)
+            counts = getattr(handler, "_counts", None)
+            if counts is not None:
+                out["reads"] += counts[0]
+                out["writes"] += counts[1]
         out["ctl"] = self._poller.ctl_calls
         out["timers"] = len(self._timers)
         out["fds"] = len(self._handlers)

@@ -280,8 +280,9 @@ class _FilePump:
             # A short count may mean a full socket or the end of the file: the next call tells
             # (EAGAIN or 0).  Only EAGAIN promises another EPOLLOUT edge.
             self._position += n
-            transport._writes += 1
-            transport._bytes_out += n
+            counts = transport._counts
+            counts[1] += 1  # WRITES
+            counts[3] += n  # BYTES_OUT
         self._loop.call_soon(self._continue)  # budget spent: let others run
 
     def _abort(self, exc: BaseException | None) -> None:

@@ -193,7 +193,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
                     self._deliver_error(exc)
                 else:
                     n += 1
-                    self._bytes_in += nbytes
+                    self._counts[2] += nbytes  # BYTES_IN
                     try:
                         protocol.datagram_received(bytes(view[:nbytes]), addr)
                     except (SystemExit, KeyboardInterrupt):
@@ -211,7 +211,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on datagram transport")
         finally:
-            self._reads += n
+            self._counts[0] += n  # READS
 
     def _deliver_error(self, exc: OSError) -> None:
         try:
@@ -252,9 +252,9 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         (an OSError, reported to ``error_received``, or a fatal error)."""
         try:
             if self._connected:
-                self._bytes_out += self._sock.send(data)  # type: ignore[union-attr]
+                self._counts[3] += self._sock.send(data)  # type: ignore[union-attr]
             else:
-                self._bytes_out += self._sock.sendto(data, addr)  # type: ignore[union-attr]
+                self._counts[3] += self._sock.sendto(data, addr)  # type: ignore[union-attr]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -264,7 +264,7 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         except BaseException as exc:
             self._fatal_error(exc, "Fatal write error on datagram transport")
         finally:
-            self._writes += 1
+            self._counts[1] += 1  # WRITES
         return True
 
     def _write_ready(self) -> None:

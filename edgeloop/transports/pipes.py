@@ -190,7 +190,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                     self._readable = False
                     self._eof()
                     break
-                self._bytes_in += len(data)
+                self._counts[2] += len(data)  # BYTES_IN
                 try:
                     self._protocol.data_received(data)
                 except (SystemExit, KeyboardInterrupt):
@@ -203,7 +203,7 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
                     self._io.cut_off(self)
                     break
         finally:
-            self._reads += n
+            self._counts[0] += n  # READS
 
     def _read_queued(self) -> None:
         """Deliver what the pipe already holds (one read budget), if the protocol is reading:
@@ -359,8 +359,8 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.Transport
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal write error on pipe transport")
                     return
-                self._writes += 1
-                self._bytes_out += n
+                self._counts[1] += 1  # WRITES
+                self._counts[3] += n  # BYTES_OUT
                 if n == len(data):
                     return
                 self._writable = False
@@ -385,8 +385,8 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.Transport
             buffer.clear()
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
-        self._writes += 1
-        self._bytes_out += n
+        self._counts[1] += 1  # WRITES
+        self._counts[3] += n  # BYTES_OUT
         if n < len(buffer):
             del buffer[:n]
             self._writable = False

@@ -141,9 +141,13 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         self._write_refused: str | None = None
         self._buffer: collections.deque[Any] = collections.deque()
         self._buffer_size = 0
-        # Left at their class defaults until they change (_read_eof, _eof, _closing, _conn_lost,
-        # _sendfile, _server...): CPython keeps attribute access fast only for objects with at
-        # most 30 instance attributes, and this object is on the hottest path of all.
+        self._conn_lost = 0          # read by every write()
+        self._closing = False        # read by is_closing(), which frameworks call per write
+        self._sendfile = None        # read by every write event
+        # The rest stays at its class default until it changes (_read_eof, _eof, _server...):
+        # CPython keeps attribute access on its fast path only for objects with at most 30
+        # instance attributes, and this object is on the hottest path of all; an attribute read
+        # through the class is slower, so the ones read per event or per write are set here.
 
         # Registered before anything else can refer to us: if the poller refuses the socket
         # (ENOSPC, select's FD_SETSIZE), the caller still owns it and nothing is left behind.
@@ -263,8 +267,10 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
         finally:
             # Per transport (loop.describe()); stats() adds them up: no second counter here.
-            self._reads += n
-            self._bytes_in += got
+            # Literal indexes: a global lookup per counter would cost more than the addition.
+            counts = self._counts
+            counts[0] += n      # READS
+            counts[2] += got    # BYTES_IN
 
     def _read_ready_buffered(self) -> None:
         # The same drain as _read_ready, for a BufferedProtocol (get_buffer + recv_into). Kept
@@ -318,8 +324,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
         finally:
-            self._reads += n
-            self._bytes_in += got
+            counts = self._counts
+            counts[0] += n      # READS
+            counts[2] += got    # BYTES_IN
 
     def _eof_received(self) -> None:
         self._read_eof = True
@@ -387,8 +394,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal write error on socket transport")
                     return
-                self._writes += 1
-                self._bytes_out += n
+                counts = self._counts
+                counts[1] += 1      # WRITES
+                counts[3] += n      # BYTES_OUT
                 if n == len(data):
                     return
                 self._writable = False
@@ -448,8 +456,9 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                     chunks = [buffer[i] for i in range(min(len(buffer), _IOV_MAX))]
                     attempted = sum(map(len, chunks))
                     n = sock.sendmsg(chunks)
-                self._writes += 1
-                self._bytes_out += n
+                counts = self._counts
+                counts[1] += 1      # WRITES
+                counts[3] += n      # BYTES_OUT
                 self._consume(n)
                 if n < attempted:
                     self._writable = False
