@@ -16,6 +16,7 @@ import os
 import time
 
 import asyncio
+import ssl
 
 import pytest
 
@@ -109,3 +110,26 @@ def loop_config(request) -> str:
     if selected and len(selected) == 1:  # pytest hides the id when only one factory is selected
         return selected[0]
     return "edge"
+
+
+# ------------------------------------------------------------------ TLS (test_tls, test_sendfile...)
+
+@pytest.fixture(scope="module")
+def ca():
+    """A throw-away certificate authority (trustme is in the test extra)."""
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx

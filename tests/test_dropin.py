@@ -19,7 +19,6 @@ import types
 import warnings
 
 import pytest
-import trustme
 
 try:
     from tests._streamutil import REFERENCE, Recorder, short_unix_path
@@ -29,23 +28,7 @@ except ModuleNotFoundError:  # tests/ on sys.path rather than a package
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
+# ca, server_ctx, client_ctx: shared TLS fixtures in conftest.py
 
 
 async def _plain_pair():

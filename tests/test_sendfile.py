@@ -17,7 +17,6 @@ import threading
 import time
 
 import pytest
-import trustme
 
 try:
     from tests._streamutil import REFERENCE, Recorder, short_unix_path
@@ -41,23 +40,15 @@ def big_file(tmp_path_factory):
     return path, hashlib.sha256(data).hexdigest(), data
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
+# ca, server_ctx, client_ctx: shared TLS fixtures in conftest.py
 
 
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
+def _file(tmp_path, size: int):
+    """``size`` random bytes, and a file under ``tmp_path`` that holds them."""
+    body = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(body)
+    return body, path
 
 
 class Sink(asyncio.Protocol):
@@ -381,9 +372,7 @@ async def test_write_during_sendfile_is_refused(tmp_path):
     """write()/writelines() while the file is being sent raise RuntimeError; afterwards the
     transport writes again."""
     loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
+    body, path = _file(tmp_path, 8 << 20)
     async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
             tr, pr, sink):
         with open(path, "rb") as f:
@@ -416,9 +405,7 @@ async def test_close_during_sendfile_waits_for_the_file(tmp_path):
     if REFERENCE:
         pytest.skip("edgeloop behaviour")
     loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
+    body, path = _file(tmp_path, 8 << 20)
     async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
             tr, pr, sink):
         with open(path, "rb") as f:
@@ -445,39 +432,47 @@ async def _wait_until_stalled(task, sink, n_min=1 << 20):
     assert not task.done()
 
 
+@contextlib.asynccontextmanager
+async def _stalled_transfer(tmp_path, *, keep: bool = True, before: bytes = b""):
+    """A ``loop.sendfile()`` of 8 MiB to a receiver that paused after 1 MiB, stalled with the
+    socket buffers full: yields ``(body, tr, pr, sink, f, task)``."""
+    loop = asyncio.get_running_loop()
+    body, path = _file(tmp_path, 8 << 20)
+    async with pair("tcp", sink_factory=lambda: Sink(keep=keep, pause_after=1 << 20)) as (
+            tr, pr, sink):
+        if before:
+            tr.write(before)  # still queued when sendfile starts: the flush stage
+        with open(path, "rb") as f:
+            task = asyncio.ensure_future(loop.sendfile(tr, f))
+            await _wait_until_stalled(task, sink)
+            yield body, tr, pr, sink, f, task
+
+
 @pytest.mark.asyncio
 async def test_writes_from_another_task_during_sendfile(tmp_path):
     """write()/writelines() from another task while the file goes out raise RuntimeError; the
     file still arrives whole, after what was written before, and before what is written after."""
-    loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
-    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
-            tr, pr, sink):
-        tr.write(b"HEAD" * 100_000)  # still queued when sendfile starts: the flush stage
-        with open(path, "rb") as f:
-            task = asyncio.ensure_future(loop.sendfile(tr, f))
-            await _wait_until_stalled(task, sink)
+    async with _stalled_transfer(tmp_path, before=b"HEAD" * 100_000) as (
+            body, tr, pr, sink, f, task):
 
-            async def intruder():
-                errors = []
-                calls = [lambda: tr.write(b"during"), lambda: tr.write(bytearray(b"during"))]
-                if not REFERENCE:  # the stdlib's writelines() does not check in every version
-                    calls.append(lambda: tr.writelines([b"-", b"more"]))
-                for call in calls:
-                    try:
-                        call()
-                    except RuntimeError as exc:
-                        errors.append(str(exc))
-                    await asyncio.sleep(0)
-                return errors, len(calls)
+        async def intruder():
+            errors = []
+            calls = [lambda: tr.write(b"during"), lambda: tr.write(bytearray(b"during"))]
+            if not REFERENCE:  # the stdlib's writelines() does not check in every version
+                calls.append(lambda: tr.writelines([b"-", b"more"]))
+            for call in calls:
+                try:
+                    call()
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+                await asyncio.sleep(0)
+            return errors, len(calls)
 
-            errors, ncalls = await asyncio.ensure_future(intruder())  # another task
-            assert errors == ["unable to write; sendfile is in progress"] * ncalls
-            sink.transport.resume_reading()
-            assert await asyncio.wait_for(task, 30) == len(body)
-            assert f.tell() == len(body)
+        errors, ncalls = await asyncio.ensure_future(intruder())  # another task
+        assert errors == ["unable to write; sendfile is in progress"] * ncalls
+        sink.transport.resume_reading()
+        assert await asyncio.wait_for(task, 30) == len(body)
+        assert f.tell() == len(body)
         tr.write(b"after")
         tr.writelines([b"-", b"lines"])
         await finish(tr, sink)
@@ -490,27 +485,19 @@ async def test_close_from_another_task_during_sendfile(tmp_path):
     the connection closes, with one connection_lost."""
     if REFERENCE:
         pytest.skip("edgeloop behaviour")
-    loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
-    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
-            tr, pr, sink):
-        with open(path, "rb") as f:
-            task = asyncio.ensure_future(loop.sendfile(tr, f))
-            await _wait_until_stalled(task, sink)
+    async with _stalled_transfer(tmp_path) as (body, tr, pr, sink, f, task):
 
-            async def closer():
-                tr.close()
+        async def closer():
+            tr.close()
 
-            await asyncio.ensure_future(closer())
-            assert tr.is_closing()
-            await asyncio.sleep(0.05)
-            assert not pr.lost.done()  # waits for the file
-            assert not task.done()
-            sink.transport.resume_reading()
-            assert await asyncio.wait_for(task, 30) == len(body)
-            assert f.tell() == len(body)
+        await asyncio.ensure_future(closer())
+        assert tr.is_closing()
+        await asyncio.sleep(0.05)
+        assert not pr.lost.done()  # waits for the file
+        assert not task.done()
+        sink.transport.resume_reading()
+        assert await asyncio.wait_for(task, 30) == len(body)
+        assert f.tell() == len(body)
         assert await asyncio.wait_for(pr.lost, 10) is None
         assert await asyncio.wait_for(sink.done, 30) == (len(body),
                                                          hashlib.sha256(body).hexdigest())
@@ -525,20 +512,12 @@ async def test_write_eof_during_sendfile_waits_for_the_file(tmp_path):
     from then on writes are refused as after write_eof()."""
     if REFERENCE:
         pytest.skip("edgeloop behaviour")
-    loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
-    async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
-            tr, pr, sink):
-        with open(path, "rb") as f:
-            task = asyncio.ensure_future(loop.sendfile(tr, f))
-            await _wait_until_stalled(task, sink)
-            tr.write_eof()
-            with pytest.raises(RuntimeError, match="after write_eof"):
-                tr.write(b"x")
-            sink.transport.resume_reading()
-            assert await asyncio.wait_for(task, 30) == len(body)
+    async with _stalled_transfer(tmp_path) as (body, tr, pr, sink, f, task):
+        tr.write_eof()
+        with pytest.raises(RuntimeError, match="after write_eof"):
+            tr.write(b"x")
+        sink.transport.resume_reading()
+        assert await asyncio.wait_for(task, 30) == len(body)
         assert await asyncio.wait_for(sink.done, 30) == (len(body),
                                                          hashlib.sha256(body).hexdigest())
         with pytest.raises(RuntimeError, match=r"writelines\(\) after write_eof"):
@@ -552,18 +531,11 @@ async def test_abort_during_sendfile_fails_the_transfer(tmp_path):
     position says how far it got; connection_lost comes once."""
     if REFERENCE:
         pytest.skip("edgeloop behaviour")
-    loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
-    async with pair("tcp", sink_factory=lambda: Sink(pause_after=1 << 20)) as (tr, pr, sink):
-        with open(path, "rb") as f:
-            task = asyncio.ensure_future(loop.sendfile(tr, f))
-            await _wait_until_stalled(task, sink)
-            tr.abort()
-            with pytest.raises(ConnectionError, match="during sendfile"):
-                await asyncio.wait_for(task, 10)
-            assert 0 < f.tell() < len(body)
+    async with _stalled_transfer(tmp_path, keep=False) as (body, tr, pr, sink, f, task):
+        tr.abort()
+        with pytest.raises(ConnectionError, match="during sendfile"):
+            await asyncio.wait_for(task, 10)
+        assert 0 < f.tell() < len(body)
         assert await asyncio.wait_for(pr.lost, 10) is None
         await asyncio.sleep(0.05)
         assert pr.lost_count == 1
@@ -576,9 +548,7 @@ async def test_sendfile_is_transport_state(tmp_path):
     if REFERENCE:
         pytest.skip("edgeloop internals")
     loop = asyncio.get_running_loop()
-    body = os.urandom(8 << 20)
-    path = tmp_path / "f"
-    path.write_bytes(body)
+    body, path = _file(tmp_path, 8 << 20)
     async with pair("tcp", sink_factory=lambda: Sink(keep=True, pause_after=1 << 20)) as (
             tr, pr, sink):
         fd = tr.get_extra_info("socket").fileno()

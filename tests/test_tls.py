@@ -15,7 +15,6 @@ import ssl
 import threading
 
 import pytest
-import trustme
 
 try:
     from tests._streamutil import REFERENCE, BufferedRecorder, Recorder, short_unix_path
@@ -31,23 +30,7 @@ FAST = ["edge", "level", "poll", "select"]
 # --------------------------------------------------------------------------------------------
 # certificates and helpers
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_ctx(ca):
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def client_ctx(ca):
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
+# ca, server_ctx, client_ctx: shared TLS fixtures in conftest.py
 
 
 def pattern(n: int, seed: int = 0) -> bytes:
