@@ -7,12 +7,14 @@ Three views, all built on the descriptor contract (``edgeloop.descriptors``):
   age.  Each handler answers ``_describe()``; the per-transport counters are the ones the loop's
   ``stats()`` adds up, so keeping them costs one addition per read drain and per send.
 * The stall detector (``EventLoop(stall_threshold=...)``, ``EDGELOOP_STALL_MS``): the loop times
-  each iteration from the end of its poll (waiting is not a stall).  Nothing else is timed until
-  an iteration is slow.  The first slow iteration is reported with everything that ran in it
-  (the callbacks, tasks and descriptors, without times: a snapshot of the queues costs a C-level
-  list copy per iteration, timing each callback would cost two clock reads each); from then on
-  the loop times every callback and handler, so the next stall names the slowest with the time
-  each took.  After ``CALM_ITERATIONS`` iterations without a stall the timing is switched off.
+  each iteration from the end of its poll (waiting is not a stall), with two clock reads in the
+  poll call and nothing in the iteration itself.  Nothing else is timed until an iteration is
+  slow.  The first slow iteration is reported with what it ran, without times: the callbacks and
+  tasks queued before its poll, the descriptors the poll reported, the deferred handlers (a
+  C-level copy of the queues per iteration; timing each callback would cost two clock reads
+  each).  From then on the loop times every callback and handler, so the next stall names the
+  slowest, timers and I/O-scheduled callbacks included, with the time each took.  After
+  ``CALM_ITERATIONS`` iterations without a stall the timing is switched off again.
 * The operator's snapshot (``EDGELOOP_DUMP_SIGNAL=SIGUSR2``): on that signal the loop logs its
   ``stats()`` and ``describe_text()`` (logger ``edgeloop``), without any change to the program.
 """
@@ -158,54 +160,75 @@ class StallWatch:
         self.attributing = False
         self.calm = 0
         self.stalls = 0
-        self.t0 = 0.0
-        self.events: list[tuple[int, int]] | None = None
-        self.ran: list[Handle] = []
-        self.deferred: list[Handler] = []
         # (label source, seconds) while attributing: a Handle, or (fd, handler).
         self.records: list[tuple[Any, float]] = []
 
     # called by the loop ----------------------------------------------------------------------
     def watch_wait(self, wait: Callable[[float | None], list[tuple[int, int]]]
                    ) -> Callable[[float | None], list[tuple[int, int]]]:
-        """The loop's poll under the detector: the iteration's work is timed from the moment
-        the poll returns (waiting is not a stall), and until a first stall what the iteration
-        will run is remembered: the callbacks queued before the poll, the descriptors it
-        reports, the deferred handlers.  Nothing of this is in the loop's own ``_run_once``."""
+        """The loop's poll under the detector, and all of the detector's per-iteration cost:
+        two clock reads.  An iteration's work runs from the return of one poll to the call of
+        the next (waiting is not a stall), so each call checks the iteration that just ended.
+        Until a first stall it also remembers, with C-level copies, what the new iteration will
+        run: the callbacks queued before the poll, the descriptors it reports, the deferred
+        handlers.  Nothing of this is in the loop's own ``_run_once``."""
         loop = self.loop
+        ready, deferred = loop._ready, loop._deferred
+        clock = time.monotonic
+        threshold = self.threshold
+        # Closure cells, not attributes: this runs once per iteration.
+        t0 = 0.0
+        last: tuple[Any, ...] = ()
 
         def watched(timeout: float | None) -> list[tuple[int, int]]:
+            nonlocal t0, last
+            if t0:
+                seconds = clock() - t0
+                if seconds >= threshold:
+                    self._stalled(seconds, *last)
+                elif self.attributing:
+                    self._calm()
             events = wait(timeout)
-            self.t0 = time.monotonic()
-            self.events = events
+            t0 = clock()
             if self.attributing:
                 if self.records:
                     self.records = []
+                last = (events,)
             else:
-                self.ran = list(loop._ready)
-                self.deferred = list(loop._deferred)
+                last = (events, ready.copy(), deferred[:] if deferred else ())
             return events
 
+        def end_run() -> None:
+            nonlocal t0
+            if t0:
+                seconds = clock() - t0
+                if seconds >= threshold:
+                    self._stalled(seconds, *last)
+                t0 = 0.0
+
+        self.end_run = end_run  # type: ignore[method-assign]
         return watched
 
-    def finish(self) -> None:
-        seconds = time.monotonic() - self.t0
-        if seconds < self.threshold:
-            if self.attributing:
-                self.calm += 1
-                if self.calm >= CALM_ITERATIONS:
-                    self.attributing = False
-                    self.loop._update_timing()
-            return
+    def end_run(self) -> None:
+        """``run_forever`` returns: check its last iteration, and start afresh next run (set
+        by ``watch_wait``, which holds the state)."""
+
+    def _calm(self) -> None:
+        self.calm += 1
+        if self.calm >= CALM_ITERATIONS:
+            self.attributing = False
+            self.loop._update_timing()
+
+    def _stalled(self, seconds: float, events: list[tuple[int, int]] | None = None,
+                 ran: Iterable[Handle] = (), deferred: Iterable[Handler] = ()) -> None:
         self.stalls += 1
         self.calm = 0
         try:
-            self._report(seconds)
+            self._report(seconds, events, ran, deferred)
         finally:
             if not self.attributing:
                 self.attributing = True
                 self.loop._update_timing()
-        self.events = None
 
     def record_handle(self, handle: Handle, seconds: float) -> None:
         self.records.append((handle, seconds))
@@ -238,7 +261,8 @@ class StallWatch:
         fd, handler = source
         return name_handler(fd, handler)
 
-    def _report(self, seconds: float) -> None:
+    def _report(self, seconds: float, events: list[tuple[int, int]] | None,
+                ran: Iterable[Handle], deferred: Iterable[Handler]) -> None:
         head = (f"an event loop iteration took {seconds:.3f} s "
                 f"(stall threshold {self.threshold:.3f} s)")
         if self.attributing and self.records:
@@ -246,15 +270,15 @@ class StallWatch:
             lines = [f"  {dt:.3f} s  {self._label(src)}" for src, dt in slowest]
             logger.warning("%s; what ran, slowest first:\n%s", head, "\n".join(lines))
             return
-        ran = [name_handle(h) for h in self.ran if not h._cancelled]
+        labels = [name_handle(h) for h in ran if not h._cancelled]
         handlers = self.loop._poller.handlers
-        for fd, _ in self.events or ():
+        for fd, _ in events or ():
             handler = handlers.get(fd)
             if handler is not None:
-                ran.append(name_handler(fd, handler))
-        ran.extend(name_handler(getattr(h, "_fd", None), h) for h in self.deferred)
-        listing = "\n".join(f"  {label}" for label in ran[:50]) or "  (nothing recorded)"
-        more = f"\n  ... and {len(ran) - 50} more" if len(ran) > 50 else ""
+                labels.append(name_handler(fd, handler))
+        labels.extend(name_handler(getattr(h, "_fd", None), h) for h in deferred)
+        listing = "\n".join(f"  {label}" for label in labels[:50]) or "  (nothing recorded)"
+        more = f"\n  ... and {len(labels) - 50} more" if len(labels) > 50 else ""
         logger.warning("%s; it ran (per-callback times are recorded from now on, the next stall "
                        "names the slowest):\n%s%s", head, listing, more)
 

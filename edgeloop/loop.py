@@ -294,7 +294,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                 self._install_dump_signal()
             if self._leftover:
                 self._dispatch_leftover()  # interrupted last time: the rest of that batch first
-            run_once = self._run_once if self._stall is None else self._run_once_watched
+            run_once = self._run_once
             while True:
                 run_once()
                 if self._stopping:
@@ -302,6 +302,8 @@ class EventLoop(asyncio.AbstractEventLoop):
         finally:
             self._stopping = False
             self._polling = False
+            if self._stall is not None:
+                self._stall.end_run()
             self._thread_id = None
             asyncio._set_running_loop(None)
             if self._debug:
@@ -436,10 +438,6 @@ class EventLoop(asyncio.AbstractEventLoop):
             deferred.clear()  # what the handlers defer again waits for the next iteration
             self._serve_deferred(todo)
 
-    def _run_once_watched(self) -> None:
-        """One iteration under the stall detector (its poll is ``StallWatch.watch_wait``)."""
-        self._run_once()
-        self._stall.finish()  # type: ignore[union-attr]
 
     def _dispatch(self, events: list[tuple[int, int]]) -> None:
         """Hand each ``(fd, mask)`` to its handler, behind the exception barrier.
