@@ -165,6 +165,7 @@ def main(argv: list[str]) -> int:
     table = report.comparison_table(cells)
     ctable = report.counters_table(cells)
     btable = report.baseline_table(cells)
+    failures = report.failures(cells)
     base_meta = None
     if baseline is not None:
         base_meta = {"dir": str(baseline), "rev": _git_rev(baseline),
@@ -181,6 +182,8 @@ def main(argv: list[str]) -> int:
                 if base_meta else []),
               *[f"- note: {n}" for n in notes], ""]
     md = "\n".join(header) + "\n" + table + "\n"
+    if failures:
+        md += "\nFailed cells (the loop could not run the workload):\n\n" + failures + "\n"
     if btable:
         md += ("\nAgainst the baseline (`LOOP` / `LOOP@base`: ratio of medians, and the range of "
                "the per-round ratios; above 1.00 this tree is faster):\n\n")

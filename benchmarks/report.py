@@ -3,8 +3,8 @@
 Ratios compare medians from the same run: ``vs asyncio`` is ``median(loop) / median(asyncio)`` and
 ``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  With ``--baseline``
 a further table sets each edgeloop loop against the same loop from the baseline checkout
-(``edge`` / ``edge@base``).  Every number is generated from the samples; nothing here is typed by
-hand.
+(``edge`` / ``edge@base``).  A cell that failed is listed with its reason.  Every number is
+generated from the samples; nothing here is typed by hand.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def comparison_table(cells: list[Cell]) -> str:
         for c in group:
             s = c.summary
             if s is None:
-                lines.append(f"| {name} | {c.loop} | failed | | | | | | |")
+                lines.append(f"| {name} | {c.loop} | failed (see below) | | | | | | |")
                 continue
             p99 = Cell.to_json(c)["latency_p99_us_median"]
             lat = "-" if p99 is None else (f"{p99 / 1000:.2f} ms" if p99 >= 1000
@@ -60,6 +60,12 @@ def comparison_table(cells: list[Cell]) -> str:
                          f"{_ratio(c, refs.get('asyncio'))} | {_ratio(c, refs.get('uvloop'))} | "
                          f"{lat} |")
     return "\n".join(lines)
+
+
+def failures(cells: list[Cell]) -> str | None:
+    """One line per failed cell with its reason (None when none failed)."""
+    lines = [f"- {c.workload.name} on {c.loop}: {c.error}" for c in cells if c.error]
+    return "\n".join(lines) if lines else None
 
 
 def baseline_table(cells: list[Cell]) -> str | None:
