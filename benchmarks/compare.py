@@ -47,6 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float,
                    help="seconds per measured run (default 0.8; wrk uses whole seconds)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per subject (default 0.5)")
+    p.add_argument("--no-eof-warmup", action="store_true",
+                   help="skip the connections that end in EOF before each server's warm-up "
+                        "(only to see what they are for: see benchmarks/README.md)")
     p.add_argument("--strace", action="store_true",
                    help="also count syscalls per request with strace -c -f (untimed pass)")
     p.add_argument("--out", default="results", help="results folder (default: %(default)s)")
@@ -83,6 +86,8 @@ def make_config(args: argparse.Namespace) -> Config:
     if args.warmup is not None:
         cfg.warmup = args.warmup
     cfg.strace = args.strace
+    if args.no_eof_warmup:
+        cfg.eof_warmup = 0
     return cfg
 
 
@@ -175,7 +180,8 @@ def main(argv: list[str]) -> int:
               f"- pinning: {pinning.describe()}",
               f"- echo client: {echo.kind}; http client: wrk -t1",
               f"- {cfg.rounds} interleaved rounds of {cfg.duration} s per loop after "
-              f"{cfg.warmup} s warm-up; median (min, max) of the rounds; {elapsed:.0f} s total",
+              f"{cfg.warmup} s warm-up (servers: after {cfg.eof_warmup} connections ending in "
+              f"EOF); median (min, max) of the rounds; {elapsed:.0f} s total",
               *([f"- baseline: `LOOP@base` imports edgeloop from {base_meta['dir']} "
                  f"({base_meta['rev'] or 'not a git checkout'}); the other loops from "
                  f"{base_meta['tree']} ({base_meta['tree_rev'] or 'not a git checkout'})"]

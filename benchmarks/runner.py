@@ -1,7 +1,8 @@
 """The comparison run: for each workload, every loop in interleaved rounds.
 
 For one workload a subject process is started per loop (servers pinned to the subject CPU), each
-is warmed up once (not counted), then ``rounds`` rounds run the loops in the same order
+is warmed up once (not counted: a server first serves a few connections that end in EOF, then a
+timed client run), then ``rounds`` rounds run the loops in the same order
 (A B C A B C ...), so slow drifts of the shared machine hit every loop alike.  Each measured run
 gives one sample (requests or operations per second); a cell's summary is the median with the min
 and max of its samples.  Counters (edgeloop) are snapshotted around each measured run; with
@@ -21,7 +22,8 @@ from benchmarks.loadgen import EchoClient, HttpClient, LoadError, Target
 from benchmarks.progress import Progress
 from benchmarks.proc import Pinning
 from benchmarks.stats import Summary, median
-from benchmarks.subjects import MicroSubject, ServerSubject, SubjectError, workdir
+from benchmarks.subjects import (EOF_WARMUP_CONNS, MicroSubject, ServerSubject, SubjectError,
+                                 workdir)
 from benchmarks.workloads import Workload
 
 
@@ -31,6 +33,7 @@ class Config:
     duration: float = 0.8        # seconds per measured run (wrk rounds up to whole seconds)
     warmup: float = 0.5          # seconds of warm-up per subject, not counted
     client_warmup: float = 0.1   # connect + warm-up inside each echo client run, not counted
+    eof_warmup: int = EOF_WARMUP_CONNS  # connections ending in EOF before a server's warm-up
     strace: bool = False
     strace_duration: float = 1.0
 
@@ -109,7 +112,10 @@ class Runner:
                 try:
                     subj.wait_ready()
                     cells[name].edgeloop_file = subj.edgeloop_file
-                    self._measure(w, subj, self.config.warmup)
+                    if isinstance(subj, ServerSubject) and self.config.eof_warmup:
+                        subj.warm_eof(w.family == "http", w.size or 1024, self.config.eof_warmup)
+                    if self.config.warmup > 0:
+                        self._measure(w, subj, self.config.warmup)
                 except (SubjectError, LoadError, OSError) as exc:
                     self._fail(cells[name], subjects.pop(name), exc)
                 self.progress.step(f"{w.name}: warm-up {name}")
