@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks import charts, machine, report, strace_count, workloads
 from benchmarks.loadgen import EchoClient, HttpClient
-from benchmarks.loops import (ALL_LOOPS, DEFAULT_LOOPS, EDGELOOP_CONFIGS, LoopStatus,
+from benchmarks.loops import (ALL_SUBJECTS, DEFAULT_LOOPS, EDGELOOP_CONFIGS, LoopStatus,
                               baseline_name, check_baseline, probe)
 from benchmarks.progress import Progress
 from benchmarks.proc import REPO_ROOT, Pinning
@@ -31,11 +31,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Compare asyncio event loops (asyncio, uvloop, edgeloop edge/level, rloop) "
-                    "on echo, HTTP and in-process workloads.",
+                    "on echo, HTTP and in-process workloads, against two reference echo servers "
+                    "without asyncio: raw-python (pure-Python epoll) and raw-c (C epoll).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loops", default=",".join(DEFAULT_LOOPS),
                    help="comma-separated loops to compare (default: %(default)s; the ones not "
-                        "installed are skipped with a note)")
+                        "installed are skipped with a note; raw-python and raw-c are the "
+                        "reference echo servers, run in the protocol echo workloads only)")
     p.add_argument("--full", action="store_true",
                       help="the whole matrix: 1/10/100 KiB x 10/100 connections per echo kind")
     p.add_argument("--quick", action="store_true",
@@ -103,7 +105,7 @@ def main(argv: list[str]) -> int:
         print("no workload matches", file=sys.stderr)
         return 2
     wanted = [x.strip() for x in args.loops.split(",") if x.strip()]
-    unknown = [x for x in wanted if x not in ALL_LOOPS]
+    unknown = [x for x in wanted if x not in ALL_SUBJECTS]
     if unknown:
         print(f"unknown loop(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -158,7 +160,7 @@ def main(argv: list[str]) -> int:
 
     progress = Progress(0)
     runner = Runner(loops, cfg, pinning, echo, http, progress, baseline)
-    progress.total = runner.steps_per_workload() * len(chosen)
+    progress.total = runner.steps(chosen)
     started = time.monotonic()
     cells = runner.run(chosen)
     progress.close()
@@ -170,6 +172,7 @@ def main(argv: list[str]) -> int:
     table = report.comparison_table(cells)
     ctable = report.counters_table(cells)
     btable = report.baseline_table(cells)
+    rtable = report.ceiling_table(cells)
     failures = report.failures(cells)
     base_meta = None
     if baseline is not None:
@@ -190,6 +193,11 @@ def main(argv: list[str]) -> int:
     md = "\n".join(header) + "\n" + table + "\n"
     if failures:
         md += "\nFailed cells (the loop could not run the workload):\n\n" + failures + "\n"
+    if rtable:
+        md += ("\nDistance from the ceilings (echo cells; a loop's median / the reference "
+               "server's median): " + report.CEILING_SENTENCE + " " + report.CEILING_SOURCE
+               + "\n\n")
+        md += rtable + "\n"
     if btable:
         md += ("\nAgainst the baseline (`LOOP` / `LOOP@base`: ratio of medians, and the range of "
                "the per-round ratios; above 1.00 this tree is faster):\n\n")

@@ -3,8 +3,12 @@
 Ratios compare medians from the same run: ``vs asyncio`` is ``median(loop) / median(asyncio)`` and
 ``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  With ``--baseline``
 a further table sets each edgeloop loop against the same loop from the baseline checkout
-(``edge`` / ``edge@base``).  A cell that failed is listed with its reason.  Every number is
-generated from the samples; nothing here is typed by hand.
+(``edge`` / ``edge@base``).  In the echo cells the ceiling table sets every loop against the
+reference servers, ``vs raw-python`` and ``vs raw-c`` (at most 1.00 for a pure-Python loop
+against raw-python, and for a native one against raw-c, up to noise); the references come from
+the same rounds in the protocol cells, and from the protocol cell of the same transport, size and
+connections in the streams and sock cells.  A cell that failed is listed with its reason.  Every
+number is generated from the samples; nothing here is typed by hand.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loops import baseline_name, is_baseline
+from benchmarks.loops import REFERENCE_SERVERS, baseline_name, is_baseline
 from benchmarks.runner import Cell
 
 
@@ -60,6 +64,47 @@ def comparison_table(cells: list[Cell]) -> str:
                          f"{_ratio(c, refs.get('asyncio'))} | {_ratio(c, refs.get('uvloop'))} | "
                          f"{lat} |")
     return "\n".join(lines)
+
+
+CEILING_SENTENCE = ("raw-python, a minimal pure-Python epoll echo server with no asyncio, bounds "
+                    "any pure-Python loop (asyncio, edge, level), and raw-c, the same server in "
+                    "C, bounds native loops (uvloop, rloop).")
+CEILING_SOURCE = ("The reference servers run in the protocol cells; a streams or sock cell takes "
+                  "its ceilings from the protocol cell of the same transport, message size and "
+                  "connection count (column `ceilings from`).")
+
+
+def _ceiling_key(c: Cell) -> tuple[str, int, int]:
+    return (c.workload.transport, c.workload.size, c.workload.conns)
+
+
+def ceiling_table(cells: list[Cell]) -> str | None:
+    """Every loop of an echo cell against the reference servers: the ratio of the medians
+    (``vs raw-python``, ``vs raw-c``).  The references come from the same cell when they ran in
+    it, else from the ``protocol`` cell with the same transport, size and connections.  None when
+    no reference server ran."""
+    refs: dict[tuple[str, int, int], tuple[str, dict[str, Cell]]] = {}
+    for name, group in _by_workload(cells).items():
+        found = {c.loop: c for c in group if c.loop in REFERENCE_SERVERS and c.summary}
+        if found and group[0].workload.family == "echo":
+            refs.setdefault(_ceiling_key(group[0]), (name, found))
+    rows = []
+    for name, group in _by_workload(cells).items():
+        if group[0].workload.family != "echo" or _ceiling_key(group[0]) not in refs:
+            continue
+        source, ref = refs[_ceiling_key(group[0])]
+        for c in group:
+            s = c.summary
+            med = "failed" if s is None else _fmt_rate(s.median)
+            ratios = " | ".join("-" if s is None else _ratio(c, ref.get(r))
+                                for r in REFERENCE_SERVERS)
+            rows.append(f"| {name} | {c.loop} | {med} | {c.workload.unit} | {ratios} | "
+                        f"{'same' if source == name else source} |")
+    if not rows:
+        return None
+    head = ["| workload | loop | median | unit | " + " | ".join(f"vs {r}" for r in REFERENCE_SERVERS)
+            + " | ceilings from |", "|---|---|---:|---|" + "---:|" * len(REFERENCE_SERVERS) + "---|"]
+    return "\n".join(head + rows)
 
 
 def failures(cells: list[Cell]) -> str | None:

@@ -8,7 +8,8 @@ gives one sample (requests or operations per second); a cell's summary is the me
 and max of its samples.  Counters (edgeloop) are snapshotted around each measured run; with
 ``--strace`` an extra, untimed pass counts syscalls per request for every loop.  With
 ``--baseline``, ``edge@base`` and the like are subjects like any other (their children import
-edgeloop from the baseline checkout), so they share the interleaved rounds.
+edgeloop from the baseline checkout), so they share the interleaved rounds.  The reference servers
+``raw-python`` and ``raw-c`` are subjects of the ``protocol`` echo workloads only.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from benchmarks import counters, strace_count
 from benchmarks.loadgen import EchoClient, HttpClient, LoadError, Target
+from benchmarks.loops import runs_workload
 from benchmarks.progress import Progress
 from benchmarks.proc import Pinning
 from benchmarks.stats import Summary, median
@@ -84,8 +86,13 @@ class Runner:
         self.progress = progress
         self.tmp = workdir()
 
-    def steps_per_workload(self) -> int:
-        return len(self.loops) * (self.config.rounds + 1 + (1 if self.config.strace else 0))
+    def subjects_of(self, w: Workload) -> list[str]:
+        """The subjects that take part in a workload (the reference servers: protocol echo)."""
+        return [name for name in self.loops if runs_workload(name, w.family, w.kind)]
+
+    def steps(self, workloads: list[Workload]) -> int:
+        per_subject = self.config.rounds + 1 + (1 if self.config.strace else 0)
+        return sum(len(self.subjects_of(w)) * per_subject for w in workloads)
 
     def run(self, workloads: list[Workload]) -> list[Cell]:
         cells: list[Cell] = []
@@ -99,10 +106,11 @@ class Runner:
     # -- one workload --------------------------------------------------------------------------
 
     def run_workload(self, w: Workload) -> list[Cell]:
-        cells = {name: Cell(w, name) for name in self.loops}
+        names = self.subjects_of(w)
+        cells = {name: Cell(w, name) for name in names}
         subjects: dict[str, Any] = {}
         try:
-            for name in self.loops:  # start all, then wait: start-ups overlap
+            for name in names:  # start all, then wait: start-ups overlap
                 subjects[name] = (MicroSubject(name, self.pinning, self.baseline)
                                   if w.family == "micro"
                                   else ServerSubject(name, w.kind, w.transport, self.pinning,
@@ -120,7 +128,7 @@ class Runner:
                     self._fail(cells[name], subjects.pop(name), exc)
                 self.progress.step(f"{w.name}: warm-up {name}")
             for rnd in range(self.config.rounds):
-                for name in self.loops:
+                for name in names:
                     self.progress.step(f"{w.name}: round {rnd + 1} {name}", 0)
                     subj = subjects.get(name)
                     if subj is not None:
@@ -135,7 +143,7 @@ class Runner:
                             self._fail(cells[name], subjects.pop(name), exc)
                     self.progress.step(f"{w.name}: round {rnd + 1} {name}")
             if self.config.strace:
-                for name in self.loops:
+                for name in names:
                     subj = subjects.get(name)
                     if subj is not None and w.family != "micro":
                         self.progress.step(f"{w.name}: strace {name}", 0)
@@ -147,7 +155,7 @@ class Runner:
         finally:
             for subj in subjects.values():
                 subj.stop()
-        return [cells[name] for name in self.loops]
+        return [cells[name] for name in names]
 
     def _fail(self, cell: Cell, subj: Any, exc: BaseException) -> None:
         cell.error = f"{type(exc).__name__}: {exc}"[:400]

@@ -9,6 +9,10 @@ A subject is named by its loop key, or ``KEY@base`` for an edgeloop key run from
 ``--baseline`` checkout: the child then gets ``--loop KEY`` and the directory in its environment.
 Each subject records which ``edgeloop/__init__.py`` its child imported (``edgeloop_file``).
 
+The reference servers ``raw-python`` (``python -m benchmarks.rawecho``) and ``raw-c`` (the
+``rawecho`` binary built from ``rawecho.c``) are server subjects too, started, pinned and warmed
+up the same way; they keep no counters, so their snapshots are None.
+
 Before its timed warm-up every server subject serves :meth:`ServerSubject.warm_eof`: a few
 connections, each making one request and then closing, so that the server reads EOF (see the
 warm-up note in benchmarks/README.md: glibc's malloc only becomes fast for CPython's large reads
@@ -28,12 +32,11 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.loops import is_baseline, loop_key
-from benchmarks.proc import Pinning, child_env, python_module
+from benchmarks.loops import is_baseline, is_reference, loop_key
+from benchmarks.proc import Pinning, build_c, child_env, python_module
 
 EOF_WARMUP_CONNS = 3   # connections that end in EOF before a server subject's timed warm-up
 HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
 
 
 class SubjectError(RuntimeError):
@@ -75,16 +78,31 @@ def _env(loop: str, baseline: Path | None) -> dict[str, str]:
     return child_env()
 
 
+def _server_argv(loop: str, kind: str, stats_file: Path, unix: str | None) -> list[str]:
+    """The command line of a server subject (the reference servers take ``-u PATH`` or port 0)."""
+    if is_reference(loop):
+        where = ["-u", unix] if unix else ["-p", "0"]
+        if loop == "raw-python":
+            return python_module("benchmarks.rawecho", *where)
+        binary, reason = build_c("rawecho")
+        if binary is None:
+            raise SubjectError(f"raw-c cannot be built: {reason}")
+        return [str(binary), *where]
+    args = ["--loop", loop_key(loop), "--kind", kind, "--stats-file", str(stats_file)]
+    if unix:
+        args += ["--unix", unix]
+    return python_module("benchmarks.server", *args)
+
+
 class ServerSubject:
     def __init__(self, loop: str, kind: str, transport: str, pinning: Pinning,
                  workdir: Path, baseline: Path | None = None) -> None:
         self.loop = loop
         self.stats_file = workdir / f"stats-{loop}-{kind}-{os.getpid()}.json"
         self.unix = str(workdir / f"{loop}-{kind}.sock") if transport == "unix" else None
-        args = ["--loop", loop_key(loop), "--kind", kind, "--stats-file", str(self.stats_file)]
-        if self.unix:
-            args += ["--unix", self.unix]
-        self.proc = subprocess.Popen(pinning.subject(python_module("benchmarks.server", *args)),
+        self.counts = not is_reference(loop)  # the reference servers keep no counters
+        self.proc = subprocess.Popen(pinning.subject(_server_argv(loop, kind, self.stats_file,
+                                                                  self.unix)),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=_env(loop, baseline))
         self.port = 0
@@ -108,6 +126,8 @@ class ServerSubject:
         if self.proc.poll() is not None:
             raise SubjectError(f"server exited with status {self.proc.returncode}: "
                                f"{_stderr_tail(self.proc)}")
+        if not self.counts:
+            return None
         os.kill(self.pid, signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
