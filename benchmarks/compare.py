@@ -21,9 +21,9 @@ EPILOG = """\
 other command:
   python -m benchmarks fds [--help]   the select/poll/epoll study over N descriptors
 
-The default run (one cell per workload kind, 3 interleaved rounds) takes about two minutes on a
-2-core machine; --full runs the whole matrix (message sizes x connection counts), --quick is a
-short smoke run whose numbers mean little.  Results go to --out (default: results/).
+The default run (one cell per workload kind, 3 interleaved rounds) takes about two and a half
+minutes on a 2-core machine; --full runs the whole matrix (message sizes x connection counts),
+--quick is a short smoke run whose numbers mean little.  Results go to --out (default: results/).
 """
 
 
@@ -195,8 +195,7 @@ def main(argv: list[str]) -> int:
         md += "\nFailed cells (the loop could not run the workload):\n\n" + failures + "\n"
     if rtable:
         md += ("\nDistance from the ceilings (echo cells; a loop's median / the reference "
-               "server's median): " + report.CEILING_SENTENCE + " " + report.CEILING_SOURCE
-               + "\n\n")
+               "server's median): " + report.ceiling_caption(cells) + "\n\n")
         md += rtable + "\n"
     if btable:
         md += ("\nAgainst the baseline (`LOOP` / `LOOP@base`: ratio of medians, and the range of "
