@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks import charts, machine, report, strace_count, workloads
 from benchmarks.loadgen import EchoClient, HttpClient
-from benchmarks.loops import (ALL_LOOPS, DEFAULT_LOOPS, EDGELOOP_CONFIGS, LoopStatus,
+from benchmarks.loops import (ALL_SUBJECTS, DEFAULT_LOOPS, EDGELOOP_CONFIGS, LoopStatus,
                               baseline_name, check_baseline, probe)
 from benchmarks.progress import Progress
 from benchmarks.proc import REPO_ROOT, Pinning
@@ -21,9 +21,9 @@ EPILOG = """\
 other command:
   python -m benchmarks fds [--help]   the select/poll/epoll study over N descriptors
 
-The default run (one cell per workload kind, 3 interleaved rounds) takes about two minutes on a
-2-core machine; --full runs the whole matrix (message sizes x connection counts), --quick is a
-short smoke run whose numbers mean little.  Results go to --out (default: results/).
+The default run (one cell per workload kind, 3 interleaved rounds) takes about two and a half
+minutes on a 2-core machine; --full runs the whole matrix (message sizes x connection counts),
+--quick is a short smoke run whose numbers mean little.  Results go to --out (default: results/).
 """
 
 
@@ -31,11 +31,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Compare asyncio event loops (asyncio, uvloop, edgeloop edge/level, rloop) "
-                    "on echo, HTTP and in-process workloads.",
+                    "on echo, HTTP and in-process workloads, against two reference echo servers "
+                    "without asyncio: raw-python (pure-Python epoll) and raw-c (C epoll).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loops", default=",".join(DEFAULT_LOOPS),
                    help="comma-separated loops to compare (default: %(default)s; the ones not "
-                        "installed are skipped with a note)")
+                        "installed are skipped with a note; raw-python and raw-c are the "
+                        "reference echo servers, run in the protocol echo workloads only)")
     p.add_argument("--full", action="store_true",
                       help="the whole matrix: 1/10/100 KiB x 10/100 connections per echo kind")
     p.add_argument("--quick", action="store_true",
@@ -47,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float,
                    help="seconds per measured run (default 0.8; wrk uses whole seconds)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per subject (default 0.5)")
+    p.add_argument("--no-eof-warmup", action="store_true",
+                   help="skip the connections that end in EOF before each server's warm-up "
+                        "(only to see what they are for: see benchmarks/README.md)")
     p.add_argument("--strace", action="store_true",
                    help="also count syscalls per request with strace -c -f (untimed pass)")
     p.add_argument("--out", default="results", help="results folder (default: %(default)s)")
@@ -83,6 +88,8 @@ def make_config(args: argparse.Namespace) -> Config:
     if args.warmup is not None:
         cfg.warmup = args.warmup
     cfg.strace = args.strace
+    if args.no_eof_warmup:
+        cfg.eof_warmup = 0
     return cfg
 
 
@@ -98,7 +105,7 @@ def main(argv: list[str]) -> int:
         print("no workload matches", file=sys.stderr)
         return 2
     wanted = [x.strip() for x in args.loops.split(",") if x.strip()]
-    unknown = [x for x in wanted if x not in ALL_LOOPS]
+    unknown = [x for x in wanted if x not in ALL_SUBJECTS]
     if unknown:
         print(f"unknown loop(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -153,7 +160,7 @@ def main(argv: list[str]) -> int:
 
     progress = Progress(0)
     runner = Runner(loops, cfg, pinning, echo, http, progress, baseline)
-    progress.total = runner.steps_per_workload() * len(chosen)
+    progress.total = runner.steps(chosen)
     started = time.monotonic()
     cells = runner.run(chosen)
     progress.close()
@@ -165,6 +172,8 @@ def main(argv: list[str]) -> int:
     table = report.comparison_table(cells)
     ctable = report.counters_table(cells)
     btable = report.baseline_table(cells)
+    rtable = report.ceiling_table(cells)
+    failures = report.failures(cells)
     base_meta = None
     if baseline is not None:
         base_meta = {"dir": str(baseline), "rev": _git_rev(baseline),
@@ -174,13 +183,20 @@ def main(argv: list[str]) -> int:
               f"- pinning: {pinning.describe()}",
               f"- echo client: {echo.kind}; http client: wrk -t1",
               f"- {cfg.rounds} interleaved rounds of {cfg.duration} s per loop after "
-              f"{cfg.warmup} s warm-up; median (min, max) of the rounds; {elapsed:.0f} s total",
+              f"{cfg.warmup} s warm-up (servers: after {cfg.eof_warmup} connections ending in "
+              f"EOF); median (min, max) of the rounds; {elapsed:.0f} s total",
               *([f"- baseline: `LOOP@base` imports edgeloop from {base_meta['dir']} "
                  f"({base_meta['rev'] or 'not a git checkout'}); the other loops from "
                  f"{base_meta['tree']} ({base_meta['tree_rev'] or 'not a git checkout'})"]
                 if base_meta else []),
               *[f"- note: {n}" for n in notes], ""]
     md = "\n".join(header) + "\n" + table + "\n"
+    if failures:
+        md += "\nFailed cells (the loop could not run the workload):\n\n" + failures + "\n"
+    if rtable:
+        md += ("\nDistance from the ceilings (echo cells; a loop's median / the reference "
+               "server's median): " + report.ceiling_caption(cells) + "\n\n")
+        md += rtable + "\n"
     if btable:
         md += ("\nAgainst the baseline (`LOOP` / `LOOP@base`: ratio of medians, and the range of "
                "the per-round ratios; above 1.00 this tree is faster):\n\n")

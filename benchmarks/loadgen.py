@@ -1,7 +1,8 @@
 """Load generators: the C echo client (built on first use), its Python fallback, and wrk.
 
 ``echoload.c`` is compiled with ``cc -O2`` into ``benchmarks/bin/`` the first time it is needed
-(and again when the source is newer than the binary).  Without a working compiler the pure-Python
+(and again when the source is newer than the binary) by :func:`benchmarks.proc.build_c`, which
+builds the ``raw-c`` reference server the same way.  Without a working compiler the pure-Python
 client :mod:`benchmarks.pyload` is used instead, and ``EchoClient.bottleneck_note`` says the client
 may then be what limits the numbers.  HTTP load comes from ``wrk`` (one thread, pinned like every
 load generator); its ``--latency`` output is parsed into the same result shape.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.proc import BENCH_DIR, Pinning, child_env, python_module
+from benchmarks.proc import BENCH_DIR, Pinning, build_c, child_env, python_module
 
 SOURCE = BENCH_DIR / "echoload.c"
 BINARY = BENCH_DIR / "bin" / "echoload"
@@ -28,17 +29,7 @@ class LoadError(RuntimeError):
 
 def build_echoload() -> tuple[Path | None, str]:
     """Compile echoload.c if needed. Returns (binary or None, reason when None)."""
-    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY, ""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        return None, "no C compiler (cc) found"
-    BINARY.parent.mkdir(exist_ok=True)
-    out = subprocess.run([cc, "-O2", "-Wall", "-o", str(BINARY), str(SOURCE)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        return None, f"cc failed: {out.stderr.strip()[:300]}"
-    return BINARY, ""
+    return build_c("echoload")
 
 
 @dataclass

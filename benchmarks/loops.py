@@ -5,6 +5,12 @@ A loop is named by a short key used on the command line and in the server subpro
 edge- or level-triggered), and ``rloop`` when that package is installed.  Availability is checked
 by importing in a child process, so a broken import never takes the harness down.
 
+Two reference subjects run beside the loops in the echo workloads: ``raw-python``
+(:mod:`benchmarks.rawecho`, a minimal edge-triggered ``select.epoll`` echo server with no asyncio)
+and ``raw-c`` (``rawecho.c``, the same in C, compiled on first use).  They are the ceilings: no
+pure-Python loop can beat ``raw-python``, and no native loop ``raw-c``.  They run in the echo cells
+of kind ``protocol`` only (:func:`runs_workload`).
+
 With ``--baseline DIR`` every edgeloop key also runs as ``KEY@base`` (``edge@base``): the same
 configuration, in a child whose ``edgeloop`` package is imported from ``DIR/edgeloop`` (another
 checkout) while ``benchmarks`` still comes from this tree.  The child learns DIR from the
@@ -23,12 +29,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from benchmarks.proc import IMPORT_FROM_ENV, child_env
+from benchmarks.proc import IMPORT_FROM_ENV, build_c, child_env
 
 ALL_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop", "edge-eagain")
 # ``edge-eagain`` (edge-triggered, reads drain until EAGAIN instead of stopping at a short read)
 # is the alternative read policy, compared on request: ``--loops edge,edge-eagain``.
-DEFAULT_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop")
+# The reference servers (not event loops): subjects of the echo workloads only.
+REFERENCE_SERVERS = ("raw-python", "raw-c")
+# Every subject key ``--loops`` accepts.
+ALL_SUBJECTS = ALL_LOOPS + REFERENCE_SERVERS
+DEFAULT_LOOPS = ("asyncio", "uvloop", "edge", "level", "rloop", "raw-python", "raw-c")
 EDGELOOP_CONFIGS: dict[str, dict[str, str]] = {
     "edge": {"backend": "epoll", "trigger": "edge"},
     "level": {"backend": "epoll", "trigger": "level"},
@@ -49,6 +59,22 @@ def loop_key(subject: str) -> str:
 
 def is_baseline(subject: str) -> bool:
     return subject.endswith(BASELINE_SUFFIX)
+
+
+def is_reference(subject: str) -> bool:
+    """True for the reference servers ``raw-python`` and ``raw-c``."""
+    return subject in REFERENCE_SERVERS
+
+
+def runs_workload(subject: str, family: str, kind: str) -> bool:
+    """Whether a subject takes part in a workload.  The reference servers run in the echo cells
+    of kind ``protocol`` (``tcp-protocol``, ``unix-protocol``): a raw server is the same program
+    whatever asyncio API the loops use, so the ``streams`` and ``sock`` cells take their ceilings
+    from the ``protocol`` cell of the same transport, size and connection count rather than run
+    it again.  Elsewhere (HTTP, in-process) they are absent, not failed."""
+    if is_reference(subject):
+        return family == "echo" and kind == "protocol"
+    return True
 
 
 def check_baseline(path: str) -> Path:
@@ -142,21 +168,28 @@ async def main():
 assert loop.run_until_complete(main()) == 42
 loop.close()
 """
+_PROBE_RAW = "import select, benchmarks.rawecho; select.epoll().close()"
 
 
 def probe(name: str, python: str = sys.executable, timeout: float = 30.0,
           baseline: Path | None = None) -> LoopStatus:
     """Check in a child process that the loop imports and runs a trivial coroutine.
 
-    A ``KEY@base`` name is probed as KEY with edgeloop imported from ``baseline``."""
+    A ``KEY@base`` name is probed as KEY with edgeloop imported from ``baseline``.  ``raw-c`` is
+    probed by building it; ``raw-python`` by importing its module next to ``select.epoll``."""
+    if name == "raw-c":
+        binary, reason = build_c("rawecho")
+        return LoopStatus(name, binary is not None, reason)
     # Only a baseline probe carries the import variable (as in :func:`benchmarks.proc.child_env`).
     env = child_env() if IMPORT_FROM_ENV in os.environ else None
     if is_baseline(name):
         if baseline is None or loop_key(name) not in EDGELOOP_CONFIGS:
             return LoopStatus(name, False, "not an edgeloop loop with a --baseline checkout")
         env = child_env(baseline)
+    argv = ([python, "-c", _PROBE_RAW] if name == "raw-python"
+            else [python, "-c", _PROBE, loop_key(name)])
     try:
-        out = subprocess.run([python, "-c", _PROBE, loop_key(name)], capture_output=True,
+        out = subprocess.run(argv, capture_output=True,
                              text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return LoopStatus(name, False, "probe timed out")

@@ -12,7 +12,9 @@ import ctypes.util
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,32 @@ def child_env(import_from: Path | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["EDGELOOP_BENCH_PARENT"] = str(os.getpid())
     return env
+
+
+def build_c(name: str) -> tuple[Path | None, str]:
+    """Compile ``benchmarks/NAME.c`` with ``cc -O2`` into ``benchmarks/bin/NAME`` when the binary
+    is missing or older than the source (the C echo client and the ``raw-c`` server are built
+    this way on first use).  Returns (binary, "") or (None, the reason it could not be built).
+    The compiler writes a temporary file that is renamed into place, so concurrent builds never
+    run a half-written binary."""
+    source = BENCH_DIR / f"{name}.c"
+    binary = BENCH_DIR / "bin" / name
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary, ""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None, "no C compiler (cc) found"
+    binary.parent.mkdir(exist_ok=True)
+    tmp = binary.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        out = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(source)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return None, f"cc failed: {out.stderr.strip()[:300]}"
+        os.replace(tmp, binary)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return binary, ""
 
 
 def python_module(module: str, *args: str) -> list[str]:

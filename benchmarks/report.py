@@ -3,8 +3,12 @@
 Ratios compare medians from the same run: ``vs asyncio`` is ``median(loop) / median(asyncio)`` and
 ``vs uvloop`` is ``median(loop) / median(uvloop)``; above 1.00 means faster.  With ``--baseline``
 a further table sets each edgeloop loop against the same loop from the baseline checkout
-(``edge`` / ``edge@base``).  Every number is generated from the samples; nothing here is typed by
-hand.
+(``edge`` / ``edge@base``).  In the echo cells the ceiling table sets every loop against the
+reference servers, ``vs raw-python`` and ``vs raw-c`` (at most 1.00 for a pure-Python loop
+against raw-python, and for a native one against raw-c, up to noise); the references come from
+the same rounds in the protocol cells, and from the protocol cell of the same transport, size and
+connections in the streams and sock cells.  A cell that failed is listed with its reason.  Every
+number is generated from the samples; nothing here is typed by hand.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loops import baseline_name, is_baseline
+from benchmarks.loops import REFERENCE_SERVERS, baseline_name, is_baseline
 from benchmarks.runner import Cell
 
 
@@ -50,7 +54,7 @@ def comparison_table(cells: list[Cell]) -> str:
         for c in group:
             s = c.summary
             if s is None:
-                lines.append(f"| {name} | {c.loop} | failed | | | | | | |")
+                lines.append(f"| {name} | {c.loop} | failed (see below) | | | | | | |")
                 continue
             p99 = Cell.to_json(c)["latency_p99_us_median"]
             lat = "-" if p99 is None else (f"{p99 / 1000:.2f} ms" if p99 >= 1000
@@ -60,6 +64,63 @@ def comparison_table(cells: list[Cell]) -> str:
                          f"{_ratio(c, refs.get('asyncio'))} | {_ratio(c, refs.get('uvloop'))} | "
                          f"{lat} |")
     return "\n".join(lines)
+
+
+CEILING_SENTENCE = ("raw-python, a minimal pure-Python epoll echo server with no asyncio, bounds "
+                    "any pure-Python loop (asyncio, edge, level), and raw-c, the same server in "
+                    "C, bounds native loops (uvloop, rloop).")
+CEILING_SOURCE = ("The reference servers run in the protocol cells; a streams or sock cell takes "
+                  "its ceilings from the protocol cell of the same transport, message size and "
+                  "connection count (column `ceilings from`).")
+CEILING_LARGE = ("The raw servers read 64 KiB at a time, so the bounds hold for messages that fit "
+                 "one read: with larger messages a loop that reads more at a time (asyncio's "
+                 "selector loop reads 256 KiB) makes fewer syscalls per request and can beat "
+                 "them.")
+
+
+def ceiling_caption(cells: list[Cell]) -> str:
+    """What the ceiling table compares, with the large-message caveat when a cell needs it."""
+    large = any(c.workload.family == "echo" and c.workload.size > 64 * 1024 for c in cells)
+    return " ".join([CEILING_SENTENCE, CEILING_SOURCE] + ([CEILING_LARGE] if large else []))
+
+
+def _ceiling_key(c: Cell) -> tuple[str, int, int]:
+    return (c.workload.transport, c.workload.size, c.workload.conns)
+
+
+def ceiling_table(cells: list[Cell]) -> str | None:
+    """Every loop of an echo cell against the reference servers: the ratio of the medians
+    (``vs raw-python``, ``vs raw-c``).  The references come from the same cell when they ran in
+    it, else from the ``protocol`` cell with the same transport, size and connections.  None when
+    no reference server ran."""
+    refs: dict[tuple[str, int, int], tuple[str, dict[str, Cell]]] = {}
+    for name, group in _by_workload(cells).items():
+        found = {c.loop: c for c in group if c.loop in REFERENCE_SERVERS and c.summary}
+        if found and group[0].workload.family == "echo":
+            refs.setdefault(_ceiling_key(group[0]), (name, found))
+    rows = []
+    for name, group in _by_workload(cells).items():
+        if group[0].workload.family != "echo" or _ceiling_key(group[0]) not in refs:
+            continue
+        source, ref = refs[_ceiling_key(group[0])]
+        for c in group:
+            s = c.summary
+            med = "failed" if s is None else _fmt_rate(s.median)
+            ratios = " | ".join("-" if s is None else _ratio(c, ref.get(r))
+                                for r in REFERENCE_SERVERS)
+            rows.append(f"| {name} | {c.loop} | {med} | {c.workload.unit} | {ratios} | "
+                        f"{'same' if source == name else source} |")
+    if not rows:
+        return None
+    head = ["| workload | loop | median | unit | " + " | ".join(f"vs {r}" for r in REFERENCE_SERVERS)
+            + " | ceilings from |", "|---|---|---:|---|" + "---:|" * len(REFERENCE_SERVERS) + "---|"]
+    return "\n".join(head + rows)
+
+
+def failures(cells: list[Cell]) -> str | None:
+    """One line per failed cell with its reason (None when none failed)."""
+    lines = [f"- {c.workload.name} on {c.loop}: {c.error}" for c in cells if c.error]
+    return "\n".join(lines) if lines else None
 
 
 def baseline_table(cells: list[Cell]) -> str | None:

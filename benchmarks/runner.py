@@ -1,13 +1,15 @@
 """The comparison run: for each workload, every loop in interleaved rounds.
 
 For one workload a subject process is started per loop (servers pinned to the subject CPU), each
-is warmed up once (not counted), then ``rounds`` rounds run the loops in the same order
+is warmed up once (not counted: a server first serves a few connections that end in EOF, then a
+timed client run), then ``rounds`` rounds run the loops in the same order
 (A B C A B C ...), so slow drifts of the shared machine hit every loop alike.  Each measured run
 gives one sample (requests or operations per second); a cell's summary is the median with the min
 and max of its samples.  Counters (edgeloop) are snapshotted around each measured run; with
 ``--strace`` an extra, untimed pass counts syscalls per request for every loop.  With
 ``--baseline``, ``edge@base`` and the like are subjects like any other (their children import
-edgeloop from the baseline checkout), so they share the interleaved rounds.
+edgeloop from the baseline checkout), so they share the interleaved rounds.  The reference servers
+``raw-python`` and ``raw-c`` are subjects of the ``protocol`` echo workloads only.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from typing import Any, Callable
 
 from benchmarks import counters, strace_count
 from benchmarks.loadgen import EchoClient, HttpClient, LoadError, Target
+from benchmarks.loops import runs_workload
 from benchmarks.progress import Progress
 from benchmarks.proc import Pinning
 from benchmarks.stats import Summary, median
-from benchmarks.subjects import MicroSubject, ServerSubject, SubjectError, workdir
+from benchmarks.subjects import (EOF_WARMUP_CONNS, MicroSubject, ServerSubject, SubjectError,
+                                 workdir)
 from benchmarks.workloads import Workload
 
 
@@ -31,6 +35,7 @@ class Config:
     duration: float = 0.8        # seconds per measured run (wrk rounds up to whole seconds)
     warmup: float = 0.5          # seconds of warm-up per subject, not counted
     client_warmup: float = 0.1   # connect + warm-up inside each echo client run, not counted
+    eof_warmup: int = EOF_WARMUP_CONNS  # connections ending in EOF before a server's warm-up
     strace: bool = False
     strace_duration: float = 1.0
 
@@ -81,8 +86,13 @@ class Runner:
         self.progress = progress
         self.tmp = workdir()
 
-    def steps_per_workload(self) -> int:
-        return len(self.loops) * (self.config.rounds + 1 + (1 if self.config.strace else 0))
+    def subjects_of(self, w: Workload) -> list[str]:
+        """The subjects that take part in a workload (the reference servers: protocol echo)."""
+        return [name for name in self.loops if runs_workload(name, w.family, w.kind)]
+
+    def steps(self, workloads: list[Workload]) -> int:
+        per_subject = self.config.rounds + 1 + (1 if self.config.strace else 0)
+        return sum(len(self.subjects_of(w)) * per_subject for w in workloads)
 
     def run(self, workloads: list[Workload]) -> list[Cell]:
         cells: list[Cell] = []
@@ -96,10 +106,11 @@ class Runner:
     # -- one workload --------------------------------------------------------------------------
 
     def run_workload(self, w: Workload) -> list[Cell]:
-        cells = {name: Cell(w, name) for name in self.loops}
+        names = self.subjects_of(w)
+        cells = {name: Cell(w, name) for name in names}
         subjects: dict[str, Any] = {}
         try:
-            for name in self.loops:  # start all, then wait: start-ups overlap
+            for name in names:  # start all, then wait: start-ups overlap
                 subjects[name] = (MicroSubject(name, self.pinning, self.baseline)
                                   if w.family == "micro"
                                   else ServerSubject(name, w.kind, w.transport, self.pinning,
@@ -109,12 +120,15 @@ class Runner:
                 try:
                     subj.wait_ready()
                     cells[name].edgeloop_file = subj.edgeloop_file
-                    self._measure(w, subj, self.config.warmup)
+                    if isinstance(subj, ServerSubject) and self.config.eof_warmup:
+                        subj.warm_eof(w.family == "http", w.size or 1024, self.config.eof_warmup)
+                    if self.config.warmup > 0:
+                        self._measure(w, subj, self.config.warmup)
                 except (SubjectError, LoadError, OSError) as exc:
                     self._fail(cells[name], subjects.pop(name), exc)
                 self.progress.step(f"{w.name}: warm-up {name}")
             for rnd in range(self.config.rounds):
-                for name in self.loops:
+                for name in names:
                     self.progress.step(f"{w.name}: round {rnd + 1} {name}", 0)
                     subj = subjects.get(name)
                     if subj is not None:
@@ -129,7 +143,7 @@ class Runner:
                             self._fail(cells[name], subjects.pop(name), exc)
                     self.progress.step(f"{w.name}: round {rnd + 1} {name}")
             if self.config.strace:
-                for name in self.loops:
+                for name in names:
                     subj = subjects.get(name)
                     if subj is not None and w.family != "micro":
                         self.progress.step(f"{w.name}: strace {name}", 0)
@@ -141,7 +155,7 @@ class Runner:
         finally:
             for subj in subjects.values():
                 subj.stop()
-        return [cells[name] for name in self.loops]
+        return [cells[name] for name in names]
 
     def _fail(self, cell: Cell, subj: Any, exc: BaseException) -> None:
         cell.error = f"{type(exc).__name__}: {exc}"[:400]
