@@ -47,8 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     p.add_argument("--rounds", type=int, help="measured rounds per loop (default 3)")
     p.add_argument("--duration", type=float,
-                   help="seconds per measured run (default 0.8; wrk uses whole seconds)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds per subject (default 0.5)")
+                   help="seconds per measured run (default 0.7; wrk uses whole seconds)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per subject (default 0.3)")
     p.add_argument("--no-eof-warmup", action="store_true",
                    help="skip the connections that end in EOF before each server's warm-up "
                         "(only to see what they are for: see benchmarks/README.md)")

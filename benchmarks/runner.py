@@ -32,8 +32,8 @@ from benchmarks.workloads import Workload
 @dataclass
 class Config:
     rounds: int = 3
-    duration: float = 0.8        # seconds per measured run (wrk rounds up to whole seconds)
-    warmup: float = 0.5          # seconds of warm-up per subject, not counted
+    duration: float = 0.7        # seconds per measured run (wrk rounds up to whole seconds)
+    warmup: float = 0.3          # seconds of warm-up per subject, not counted (after the EOF warm-up)
     client_warmup: float = 0.1   # connect + warm-up inside each echo client run, not counted
     eof_warmup: int = EOF_WARMUP_CONNS  # connections ending in EOF before a server's warm-up
     strace: bool = False
