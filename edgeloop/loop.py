@@ -65,7 +65,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import Handle, TimerHandle
-from typing import Any, Callable, Coroutine, Generator, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Callable, Coroutine, Generator, Iterable, TypeVar, TypeVarTuple, Unpack
 
 from . import introspect, network, sockets
 from .callbacks import FdCallbacks, fileobj_to_fd
@@ -417,14 +417,21 @@ class EventLoop(asyncio.AbstractEventLoop):
         # peer's whole exchange is played to its protocol.)
         ntodo = len(ready)
         if ntodo:
-            if self._timing:
-                self._run_handles(ready, ntodo)
-            else:
-                popleft = ready.popleft
-                for _ in range(ntodo):
-                    handle = popleft()
-                    if not handle._cancelled:
-                        handle._run()
+            try:
+                if self._timing:
+                    self._run_handles(ready, ntodo)
+                else:
+                    popleft = ready.popleft
+                    for _ in range(ntodo):
+                        handle = popleft()
+                        if not handle._cancelled:
+                            handle._run()
+            except (SystemExit, KeyboardInterrupt):
+                # The poll's events are not lost with the interrupted run: edge-triggered, no
+                # one would report them again.  The next run serves them first.
+                if events:
+                    self._leftover = events
+                raise
 
         if events:
             self._stats.events += len(events)
@@ -451,6 +458,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._soon = self._after_io
         stall = self._stall
         it = iter(events) if stall is None or not stall.attributing else stall.timed(events, handlers)
+        handler = fd = None  # bound for the except clauses, whenever an interrupt lands
         try:
             while True:
                 # A try costs nothing on 3.11+ until something is raised; after a failing
@@ -466,16 +474,32 @@ class EventLoop(asyncio.AbstractEventLoop):
                             handler._on_events(mask)
                     return
                 except (SystemExit, KeyboardInterrupt):
-                    # Nothing is lost: the rest of the batch is served by the next run, and what
-                    # the batch scheduled moves to the ready queue.
-                    self._leftover = list(it)
-                    self._ready.extend(self._after_io)
-                    self._after_io.clear()
+                    self._save_batch(it, handler)
                     raise
                 except BaseException as exc:
-                    self._handler_failed(handler, fd, exc)  # type: ignore[arg-type]
+                    try:
+                        self._handler_failed(handler, fd, exc)  # type: ignore[arg-type]
+                    except (SystemExit, KeyboardInterrupt):  # from the exception handler
+                        self._save_batch(it, None)
+                        raise
         finally:
             self._soon = self._ready
+
+    def _save_batch(self, rest: Iterable[tuple[int, int]], interrupted: Handler | None) -> None:
+        """SystemExit/KeyboardInterrupt in a batch: nothing is lost.  The rest of the batch is
+        served by the next run, what the batch scheduled moves to the ready queue, and the
+        interrupted handler is deferred, so that a drain it had not finished goes on."""
+        self._leftover = list(rest)
+        self._ready.extend(self._after_io)
+        self._after_io.clear()
+        if interrupted is not None:
+            self._defer_again(interrupted)
+
+    def _defer_again(self, handler: Handler) -> None:
+        try:
+            self.io.defer(handler)
+        except AttributeError:
+            pass  # a handler with __slots__ (add_reader callbacks, signals): never deferred
 
     def _dispatch_leftover(self) -> None:
         """Serve the events of a batch that SystemExit/KeyboardInterrupt cut short.  No poll has
@@ -489,17 +513,31 @@ class EventLoop(asyncio.AbstractEventLoop):
         """Call ``_on_deferred`` of each handler on the deferred list, behind the barrier."""
         stall = self._stall
         it = iter(todo) if stall is None or not stall.attributing else stall.timed(todo, None)
+        deferred = self._deferred
+        handler: Handler | None = None
         while True:
             try:
                 for handler in it:
                     handler._on_deferred()
                 return
             except (SystemExit, KeyboardInterrupt):
-                self._deferred[:0] = it  # still deferred (their flag is still set)
+                # The rest are still deferred (their flag is still set), the interrupted one
+                # first: a drain it had not finished goes on next run.
+                rest = list(it)
+                if handler is not None and handler not in deferred:
+                    handler._deferred = True
+                    rest.insert(0, handler)
+                deferred[:0] = rest
                 raise
             except BaseException as exc:
-                handler._deferred = False
-                self._handler_failed(handler, getattr(handler, "_fd", None), exc)
+                assert handler is not None
+                if handler not in deferred:  # it may have deferred itself again before failing
+                    handler._deferred = False
+                try:
+                    self._handler_failed(handler, getattr(handler, "_fd", None), exc)
+                except (SystemExit, KeyboardInterrupt):  # from the exception handler
+                    deferred[:0] = it
+                    raise
 
     def _handler_failed(self, handler: Handler, fd: int | None, exc: BaseException) -> None:
         """An exception escaped a handler: report it, then let the handler release its
@@ -513,13 +551,17 @@ class EventLoop(asyncio.AbstractEventLoop):
             protocol = getattr(handler, "_protocol", None)
             if protocol is not None:
                 context["protocol"] = protocol
-        self.call_exception_handler(context)
         try:
-            handler._on_handler_error(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException:
-            logger.error("Exception while aborting the I/O handler of fd %s", fd, exc_info=True)
+            self.call_exception_handler(context)
+        finally:
+            # Released even when the exception handler lets SystemExit/KeyboardInterrupt out.
+            try:
+                handler._on_handler_error(exc)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception while aborting the I/O handler of fd %s", fd,
+                             exc_info=True)
 
     def _run_handles(self, queue: collections.deque[Handle], n: int) -> None:
         """Run the first ``n`` handles of ``queue``; on an escaping BaseException the rest of an

@@ -361,3 +361,152 @@ def test_keyboard_interrupt_from_a_protocol_loses_nothing(loop_factory):
             a.close()
             b.close()
         loop.close()
+
+
+# ---------------------------------------------------------------------- interrupts, more paths
+
+def _connect_all(loop, factories):
+    pairs = [socket.socketpair() for _ in factories]
+
+    async def connect():
+        return [(await loop.connect_accepted_socket(f, a))[0]
+                for f, (a, _) in zip(factories, pairs)]
+
+    return pairs, loop.run_until_complete(connect())
+
+
+def _close_all(loop, pairs, transports):
+    for tr in transports:
+        tr.close()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    for a, b in pairs:
+        a.close()
+        b.close()
+    loop.close()
+
+
+def _run_a_little(loop, seconds=0.2):
+    loop.call_later(seconds, loop.stop)
+    loop.run_forever()
+
+
+def test_keyboard_interrupt_from_a_callback_keeps_the_polls_events(loop_factory):
+    """A ready callback raising KeyboardInterrupt in the iteration whose poll found data: the
+    data still reaches the protocol on the next run (edge-triggered, nothing reports it again)."""
+    loop = loop_factory()
+    got: list[bytes] = []
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            got.append(data)
+
+    pairs, transports = _connect_all(loop, [P])
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    pairs[0][1].send(b"hello")
+    loop.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    _run_a_little(loop)
+    assert got == [b"hello"]
+    _close_all(loop, pairs, transports)
+
+
+def test_keyboard_interrupt_mid_drain_delivers_the_rest_next_run(loop_factory):
+    """data_received raises KeyboardInterrupt on the first chunk of a long drain: the rest of
+    the queued bytes are delivered by the next run."""
+    loop = loop_factory()
+    sizes: list[int] = []
+
+    class P(asyncio.Protocol):
+        def data_received(self, data):
+            sizes.append(len(data))
+            if len(sizes) == 1:
+                raise KeyboardInterrupt
+
+    pairs, transports = _connect_all(loop, [P])
+    sender = pairs[0][1]
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    sender.sendall(b"x" * 150_000)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    _run_a_little(loop, 0.3)
+    assert sum(sizes) == 150_000
+    _close_all(loop, pairs, transports)
+
+
+def test_system_exit_from_the_exception_handler_loses_nothing(loop_factory):
+    """The exception handler itself raises SystemExit while a failing handler is reported: the
+    failing transport is still aborted, and the rest of the batch is served by the next run."""
+    loop = loop_factory()
+    got: dict[int, list] = {1: [], 2: []}
+    lost: dict[int, list] = {1: [], 2: []}
+
+    def factory(i):
+        class P(asyncio.Protocol):
+            def data_received(self, data):
+                got[i].append(data)
+
+            def connection_lost(self, exc):
+                lost[i].append(exc)
+        return P
+
+    pairs, (t1, t2) = _connect_all(loop, [factory(1), factory(2)])
+    boom = RuntimeError("handler bug")
+    order: list[int] = []
+
+    def first_fails(which, real):
+        def on_events(mask):
+            order.append(which)
+            if len(order) == 1:
+                raise boom
+            real(mask)
+        return on_events
+
+    t1._on_events = first_fails(1, t1._on_events)
+    t2._on_events = first_fails(2, t2._on_events)
+
+    def handler(loop, context):
+        raise SystemExit(3)
+
+    loop.set_exception_handler(handler)
+    pairs[0][1].send(b"x")
+    pairs[1][1].send(b"y")
+    time.sleep(0.02)
+    with pytest.raises(SystemExit):
+        loop.run_forever()
+    loop.set_exception_handler(None)
+    _run_a_little(loop)
+    failed, other = order[0], 3 - order[0]
+    assert got[other] == [b"x" if other == 1 else b"y"]
+    assert lost[failed] == [boom]  # aborted although the exception handler raised
+    _close_all(loop, pairs, [t1, t2])
+
+
+def test_system_exit_while_serving_the_deferred_list_keeps_the_others_deferred(loop_factory):
+    loop = loop_factory()
+    log: list[str] = []
+    a = _Deferred(log, "a", fail=True)
+    b = _Deferred(log, "b")
+
+    def handler(loop, context):
+        raise SystemExit(3)
+
+    loop.set_exception_handler(handler)
+    loop.io.defer(a)
+    loop.io.defer(b)
+    loop.call_soon(loop.stop)
+    with pytest.raises(SystemExit):
+        loop.run_forever()
+    assert b._deferred and b in loop._deferred  # still on the list, with its flag
+    loop.set_exception_handler(None)
+    a.fail = False
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert "b" in log
+    loop.close()
