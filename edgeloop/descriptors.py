@@ -170,3 +170,7 @@ class IOServices:
         finally:
             loop._current_handle = None
         loop._handle_ran(handle, time.monotonic() - t0)
+        # A coroutine that failed in this handle keeps its caller's frames (f_back), ours
+        # included: our frame must not keep the handle, and through it the task, alive (asyncio
+        # reports a never-retrieved exception when the task is freed, in the task's context).
+        handle = None  # type: ignore[assignment]

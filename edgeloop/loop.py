@@ -426,6 +426,7 @@ class EventLoop(asyncio.AbstractEventLoop):
                         handle = popleft()
                         if not handle._cancelled:
                             handle._run()
+                    handle = None  # type: ignore[assignment]  # see io.run_handle: no cycle via f_back
             except (SystemExit, KeyboardInterrupt):
                 # The poll's events are not lost with the interrupted run: edge-triggered, no
                 # one would report them again.  The next run serves them first.

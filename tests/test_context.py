@@ -499,3 +499,29 @@ async def test_uvicorn_websocket_with_the_websockets_client():
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_unretrieved_task_exception_is_reported_at_once_in_debug_mode():
+    """A task failing with nobody awaiting it is freed at once, so that its exception is
+    reported by the next iteration (in the task's context from 3.12): nothing of the loop may
+    keep the task alive, not even the frames a failed coroutine links to (3.12+, debug mode
+    times each callback in a frame of its own)."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    async def failing():
+        var.set("task")
+        1 / 0
+
+    loop.set_debug(True)
+    loop.set_exception_handler(lambda lp, ctx: seen.append(var.get()))
+    try:
+        loop.create_task(failing())
+        await asyncio.sleep(0)
+        assert len(seen) == 1
+        if sys.version_info >= (3, 12):  # Task.get_context() exists from 3.12 on
+            assert seen == ["task"]
+    finally:
+        loop.set_exception_handler(None)
+        loop.set_debug(False)
