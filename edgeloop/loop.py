@@ -491,8 +491,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         served by the next run, what the batch scheduled moves to the ready queue, and the
         interrupted handler is deferred, so that a drain it had not finished goes on."""
         self._leftover = list(rest)
-        self._ready.extend(self._after_io)
-        self._after_io.clear()
+        self._after_io_to_ready()
         if interrupted is not None:
             self._defer_again(interrupted)
 
@@ -507,6 +506,10 @@ class EventLoop(asyncio.AbstractEventLoop):
         happened since, so ``stale`` still tells which of them are out of date."""
         events, self._leftover = self._leftover, ()
         self._dispatch(list(events))
+        self._after_io_to_ready()
+
+    def _after_io_to_ready(self) -> None:
+        """What an interrupted or out-of-band batch scheduled runs in the next iteration."""
         self._ready.extend(self._after_io)
         self._after_io.clear()
 
