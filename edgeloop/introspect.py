@@ -171,7 +171,7 @@ class StallWatch:
         the next (waiting is not a stall), so each call checks the iteration that just ended.
         Until a first stall it also remembers, with C-level copies, what the new iteration will
         run: the callbacks queued before the poll, the descriptors it reports, the deferred
-        handlers.  Nothing of this is in the loop's own ``_run_once``."""
+        handlers.  Nothing of this is in the loop's own iteration (``_run_until_stopped``)."""
         loop = self.loop
         ready, deferred = loop._ready, loop._deferred
         clock = time.monotonic

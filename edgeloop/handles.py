@@ -1,0 +1,108 @@
+"""Light ``Handle`` and ``TimerHandle`` classes for the loop's hot path.
+
+Every ``call_soon`` (each task step, each future's done callback) and every ``call_later``
+creates a handle, so what creating and running one costs is most of what a callback costs.
+asyncio's own classes spend it on things a loop that is not in debug mode does not need:
+``Handle.__init__`` asks ``loop.get_debug()`` each time, ``TimerHandle.__init__`` goes through
+``super().__init__`` as well, and ``cancel()`` asks ``get_debug()`` again.  Measured on 3.11
+(``python -m timeit``-style loops, 300,000 calls): a stock Handle 134 ns, a stock TimerHandle
+255 ns; these 109 ns and 119 ns.
+
+The classes here subclass asyncio's (``isinstance(h, asyncio.Handle)``, ``when()``,
+``cancel()``, ``cancelled()``, ``get_context()``, ``repr()`` and comparisons are asyncio's own)
+and add no state (``__slots__ = ()``); only construction and ``cancel()`` are shorter.  The loop
+uses them when it is not in debug mode; in debug mode it makes asyncio's own handles, which
+record where they were created.  Their class names are asyncio's, so ``repr()`` reads the same.
+
+The loop runs a handle inline (``handle._context.run(handle._callback, *handle._args)``) rather
+than through ``Handle._run``, which saves a Python frame per callback; ``report_failure`` is what
+``_run`` does when the callback raises, for that inline path.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from asyncio import format_helpers
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from contextvars import Context
+
+    from .loop import EventLoop
+
+_DEBUG_ARG = sys.version_info >= (3, 12)  # _format_callback_source(..., debug=) from 3.12
+
+
+class Handle(asyncio.Handle):
+    """asyncio's Handle, built without the debug-mode question (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...],
+                 loop: EventLoop, context: Context) -> None:
+        self._context = context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr: str | None = None
+        self._source_traceback = None
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop._debug:
+                self._repr = repr(self)  # debug turned on since: keep what the warning names
+            self._callback = None  # type: ignore[assignment]
+            self._args = None  # type: ignore[assignment]
+
+
+class TimerHandle(asyncio.TimerHandle):
+    """asyncio's TimerHandle, built in one step; ``cancel()`` tells the loop's timer queue
+    directly (asyncio's goes through ``loop._timer_handle_cancelled``)."""
+
+    __slots__ = ()
+
+    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...],
+                 loop: EventLoop, context: Context) -> None:
+        self._context = context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr: str | None = None
+        self._source_traceback = None
+        self._when = when
+        self._scheduled = False
+
+    def cancel(self) -> None:
+        if not self._cancelled:
+            if self._scheduled:
+                # Before the flag is set: the queue's compaction tells this handle by identity.
+                self._loop._timers.cancelled(self)
+            self._cancelled = True
+            if self._loop._debug:
+                self._repr = repr(self)
+            self._callback = None  # type: ignore[assignment]
+            self._args = None  # type: ignore[assignment]
+
+
+def report_failure(handle: asyncio.Handle, exc: BaseException) -> None:
+    """A callback run inline raised ``exc``: report it as ``Handle._run`` would (same message,
+    same context keys), through the loop's exception handler."""
+    loop: Any = handle._loop  # type: ignore[attr-defined]
+    callback, args = handle._callback, handle._args  # type: ignore[attr-defined]
+    if _DEBUG_ARG:
+        where = format_helpers._format_callback_source(  # type: ignore[call-arg]
+            callback, args, debug=loop.get_debug())
+    else:
+        where = format_helpers._format_callback_source(callback, args)
+    context: dict[str, Any] = {
+        "message": f"Exception in callback {where}",
+        "exception": exc,
+        "handle": handle,
+    }
+    source = handle._source_traceback  # type: ignore[attr-defined]
+    if source:
+        context["source_traceback"] = source
+    loop.call_exception_handler(context)
