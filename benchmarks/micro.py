@@ -13,12 +13,17 @@ first line is ``{"ready": true, "edgeloop": FILE}`` (the edgeloop it imported, n
 * ``call_soon``: a chain in which each callback schedules the next with call_soon; an op is one
   callback, so this is the cost of one trip through the ready queue.
 * ``sleep0``: two tasks taking turns by ``await asyncio.sleep(0)``; an op is one switch.
+* ``call_soon-fd``: the ``call_soon`` chain while the loop watches one idle descriptor (a
+  socket pair end with ``add_reader``, never readable), as in any server.  Without a descriptor
+  an iteration with callbacks ready has nothing to ask the kernel, and edgeloop then skips the
+  zero-timeout poll; here every loop pays one ``epoll_wait`` (or its equivalent) per iteration.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import socket
 import sys
 import time
 from typing import Awaitable, Callable
@@ -68,6 +73,21 @@ async def call_soon_chain(duration: float) -> int:
     return count
 
 
+async def call_soon_fd_chain(duration: float) -> int:
+    loop = asyncio.get_running_loop()
+    idle, peer = socket.socketpair()
+    try:
+        idle.setblocking(False)
+        loop.add_reader(idle.fileno(), lambda: None)
+        try:
+            return await call_soon_chain(duration)
+        finally:
+            loop.remove_reader(idle.fileno())
+    finally:
+        idle.close()
+        peer.close()
+
+
 async def sleep0_pingpong(duration: float) -> int:
     count = 0
     stop = False
@@ -88,6 +108,7 @@ async def sleep0_pingpong(duration: float) -> int:
 WORKLOADS: dict[str, Callable[[float], Awaitable[int]]] = {
     "timers": timers,
     "call_soon": call_soon_chain,
+    "call_soon-fd": call_soon_fd_chain,
     "sleep0": sleep0_pingpong,
 }
 

@@ -7,8 +7,9 @@ Echo workloads (the C client keeps one message in flight per connection, closed 
 * ``tcp-sock``: the same through ``loop.sock_recv``/``sock_sendall`` (one-shot readiness waits).
 * ``unix-protocol``: the Protocol server on a Unix stream socket (no TCP stack in the way).
 
-``http``: aiohttp "Hello, World!" under wrk.  In-process workloads (no sockets): ``timers``,
-``call_soon`` and ``sleep0``, described in :mod:`benchmarks.micro`.
+``http``: aiohttp "Hello, World!" under wrk.  In-process workloads: ``timers``, ``call_soon``,
+``call_soon-fd`` (the same with one idle descriptor watched) and ``sleep0``, described in
+:mod:`benchmarks.micro`.
 
 The default set is one representative cell per kind (1 KiB messages, 10 connections); ``--full``
 runs sizes 1, 10 and 100 KiB and 10 and 100 connections for every echo kind, and HTTP at 10 and
@@ -43,7 +44,7 @@ class Workload:
 
 
 ECHO_KINDS = (("tcp", "protocol"), ("tcp", "streams"), ("tcp", "sock"), ("unix", "protocol"))
-MICRO_KINDS = ("timers", "call_soon", "sleep0")
+MICRO_KINDS = ("timers", "call_soon", "call_soon-fd", "sleep0")
 
 
 def default_set() -> list[Workload]:

@@ -71,7 +71,6 @@ from . import introspect, network, sockets
 from .callbacks import FdCallbacks, fileobj_to_fd
 from .descriptors import Handler, HandlerBase, IOServices
 from .handles import Handle as _LightHandle
-from .handles import TimerHandle as _LightTimerHandle
 from .handles import report_failure
 from .poller import BACKENDS, EPOLLIN, Poller, default_backend
 from .signals import SignalHandlers
@@ -84,6 +83,7 @@ _DEBUG_STACK_DEPTH = 10
 _PY312 = sys.version_info >= (3, 12)
 _T = TypeVar("_T")
 _new_object = object.__new__
+_NO_EVENTS: list[tuple[int, int]] = []  # never appended to
 _copy_context = contextvars.copy_context
 _Ts = TypeVarTuple("_Ts")  # the callback signatures of AbstractEventLoop, as typeshed spells them
 
@@ -102,10 +102,13 @@ def _env_debug() -> bool:
 class Stats:
     """Per-loop counters, kept as plain attributes so that the hot paths can bump them cheaply."""
 
-    # ``iterations`` is not kept apart: each iteration polls once, so it is ``polls``.
-    __slots__ = ("polls", "events", "reads", "eagain", "cutoffs", "accepts", "writes")
+    # ``iterations`` is not kept apart: it is ``polls`` plus ``idle_skips``, the iterations
+    # that had callbacks ready and nothing to ask the kernel (only the waker registered).
+    __slots__ = ("polls", "idle_skips", "events", "reads", "eagain", "cutoffs", "accepts",
+                 "writes")
     # Declared for type checkers only (no class attribute: the slots stay plain slots).
     polls: int
+    idle_skips: int
     events: int
     reads: int
     eagain: int
@@ -401,6 +404,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         stale = self._stale
         poll_now = self._poll_now
         popleft = ready.popleft
+        handlers = self._handlers
+        # The stall detector times iterations from poll to poll: with it on, every one polls.
+        skip_idle_poll = self._stall is None
 
         while True:
             # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
@@ -409,7 +415,15 @@ class EventLoop(asyncio.AbstractEventLoop):
             if ready or deferred or self._stopping:
                 if stale:  # poll_now() leaves this to us (wait() empties it itself)
                     stale.clear()
-                events = poll_now(0)
+                if len(handlers) > 1 or not skip_idle_poll:
+                    events = poll_now(0)
+                    stats.polls += 1
+                else:
+                    # Nothing registered but the loop's own waker, which would only say that
+                    # another thread queued a callback: the ready queue says it already.  No
+                    # system call then (its bytes are read by the next blocking poll).
+                    events = _NO_EVENTS
+                    stats.idle_skips += 1
             else:
                 when = timers.next_deadline()
                 if when is None:
@@ -419,8 +433,8 @@ class EventLoop(asyncio.AbstractEventLoop):
                     if timeout < 0.0:
                         timeout = 0.0
                 events = self._wait(timeout)
+                stats.polls += 1
             self._polling = False
-            stats.polls += 1
 
             if timers._heap:
                 timers.pop_due(self.time() + self._clock_resolution, ready.append)
@@ -675,7 +689,8 @@ class EventLoop(asyncio.AbstractEventLoop):
     def stats(self) -> dict[str, int]:
         """Counters since the loop was created: a snapshot for benchmarks and tests.
 
-        ``iterations``, ``polls`` (waits in the poller), ``events`` (``(fd, mask)`` pairs
+        ``iterations``, ``polls`` (waits in the poller; an iteration with callbacks ready and no
+        descriptor but the loop's own waker does not poll: ``idle_skips``), ``events`` (``(fd, mask)`` pairs
         delivered), ``ctl`` (register/modify/unregister calls: ``epoll_ctl`` on epoll), ``reads``
         (recv calls by transports), ``eagain`` (reads that found nothing), ``cutoffs`` (drains cut
         short by the budget, or otherwise put on the deferred list), ``accepts``,
@@ -683,7 +698,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         ``fds`` (registered descriptors).
         """
         s = self._stats
-        out = {"iterations": s.polls}  # one poll per iteration
+        out = {"iterations": s.polls + s.idle_skips}
         out.update((name, getattr(s, name)) for name in Stats.__slots__)
         # Transports count their own reads and writes (loop.describe()); they fold them into
         # the totals when they close.
@@ -765,10 +780,8 @@ class EventLoop(asyncio.AbstractEventLoop):
             if timer._source_traceback:  # type: ignore[attr-defined]
                 del timer._source_traceback[-1]  # type: ignore[attr-defined]  # point at our caller, not at call_later itself
             return timer
-        timer = _LightTimerHandle(self.time() + delay, callback, args, self,
-                                  _copy_context() if context is None else context)
-        self._timers.push(timer)
-        return timer
+        return self._timers.schedule(self.time() + delay, callback, args, self,
+                                     _copy_context() if context is None else context)
 
     def call_at(self, when: float, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> TimerHandle:
         if when is None:
@@ -778,11 +791,10 @@ class EventLoop(asyncio.AbstractEventLoop):
             timer = TimerHandle(when, callback, args, self, context)  # asyncio's: it records its origin
             if timer._source_traceback:  # type: ignore[attr-defined]
                 del timer._source_traceback[-1]  # type: ignore[attr-defined]
-        else:
-            timer = _LightTimerHandle(when, callback, args, self,
-                                      _copy_context() if context is None else context)
-        self._timers.push(timer)
-        return timer
+            self._timers.push(timer)
+            return timer
+        return self._timers.schedule(when, callback, args, self,
+                                     _copy_context() if context is None else context)
 
     def _timer_handle_cancelled(self, handle: TimerHandle) -> None:
         # Called by TimerHandle.cancel() before it marks itself cancelled.
