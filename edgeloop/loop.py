@@ -72,7 +72,7 @@ from .callbacks import FdCallbacks, fileobj_to_fd
 from .descriptors import Handler, HandlerBase, IOServices
 from .handles import Handle as _LightHandle
 from .handles import report_failure
-from .poller import BACKENDS, EPOLLIN, Poller, default_backend
+from .poller import BACKENDS, EPOLLIN, MAX_TIMEOUT, Poller, default_backend
 from .signals import SignalHandlers
 from .timers import TimerQueue
 
@@ -256,8 +256,9 @@ class EventLoop(asyncio.AbstractEventLoop):
         #: The descriptor services: the one door from transports and handlers into the loop.
         self.io = IOServices(self, self._poller, self._stats)
         self._deferred = self.io.deferred  # the same list: io.defer() appends, we serve it
-        self._wait: Callable[[float | None], list[tuple[int, int]]] = self._poller.wait
-        self._poll_now: Callable[[float], list[tuple[int, int]]] = self._poller.poll_now
+        # The poll of every iteration: the poller's ``poll`` (on epoll, epoll.poll itself: no
+        # Python frame), or the stall detector's wrapper of it.
+        self._poll: Callable[[float | None], list[tuple[int, int]]] = self._poller.poll
         self._stale = self._poller.stale
         self._stopping = False
         self._polling = False
@@ -269,8 +270,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._timing = self._debug
         if stall_threshold:
             self._stall = introspect.StallWatch(self, stall_threshold)
-            self._wait = self._stall.watch_wait(self._poller.wait)
-            self._poll_now = self._wait
+            self._poll = self._stall.watch_wait(self._poller.poll)
         if dump_signal is not None:
             self._dump_signal = dump_signal
         self._signals = SignalHandlers(self)
@@ -402,7 +402,7 @@ class EventLoop(asyncio.AbstractEventLoop):
         deferred = self._deferred
         stats = self._stats
         stale = self._stale
-        poll_now = self._poll_now
+        poll = self._poll
         popleft = ready.popleft
         handlers = self._handlers
         # The stall detector times iterations from poll to poll: with it on, every one polls.
@@ -412,11 +412,11 @@ class EventLoop(asyncio.AbstractEventLoop):
             # ``_polling`` is raised *before* the ready queue is inspected: a thread that appends a
             # callback and then sees it False knows the loop will find the callback without a wakeup.
             self._polling = True
+            if stale:  # poll() leaves this to us (the poller's wait() empties it itself)
+                stale.clear()
             if ready or deferred or self._stopping:
-                if stale:  # poll_now() leaves this to us (wait() empties it itself)
-                    stale.clear()
                 if len(handlers) > 1 or not skip_idle_poll:
-                    events = poll_now(0)
+                    events = poll(0)
                     stats.polls += 1
                 else:
                     # Nothing registered but the loop's own waker, which would only say that
@@ -425,14 +425,16 @@ class EventLoop(asyncio.AbstractEventLoop):
                     events = _NO_EVENTS
                     stats.idle_skips += 1
             else:
-                when = timers.next_deadline()
-                if when is None:
-                    timeout = None
-                else:
-                    timeout = when - self.time()  # the loop's clock: tests and libraries patch it
-                    if timeout < 0.0:
-                        timeout = 0.0
-                events = self._wait(timeout)
+                timeout: float | None = None
+                if timers._heap:
+                    when = timers.next_deadline()
+                    if when is not None:
+                        timeout = when - self.time()  # the loop's clock: tests and libraries patch it
+                        if timeout < 0.0:
+                            timeout = 0.0
+                        elif timeout > MAX_TIMEOUT:
+                            timeout = MAX_TIMEOUT
+                events = poll(timeout)
                 stats.polls += 1
             self._polling = False
 

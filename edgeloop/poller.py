@@ -145,9 +145,9 @@ class Poller:
                 if exc.errno not in _IGNORED_ON_UNREGISTER:
                     raise
 
-    def poll_now(self, timeout: float) -> list[tuple[int, int]]:
-        """``wait(0)`` (the only timeout it is given), for the loop's busiest question: an
-        iteration with callbacks ready.  The loop empties ``stale`` before calling it."""
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """``wait()`` for the loop's iteration, which has already emptied ``stale`` and capped
+        the timeout at MAX_TIMEOUT (None: block)."""
         return self.wait(timeout)
 
     def fileno(self) -> int:
@@ -182,9 +182,9 @@ class EpollPoller(Poller):
         super().__init__()
         self._epoll = select.epoll()  # O_CLOEXEC by default
         self._poll = self._epoll.poll
-        # epoll.poll itself, no Python frame: the loop asks this once per iteration that has
-        # callbacks ready, and empties ``stale`` itself before asking (wait() does it here).
-        self.poll_now = self._epoll.poll  # type: ignore[method-assign]
+        # epoll.poll itself, no Python frame: the loop asks it once per iteration (it takes
+        # None for "block", and rounds a float timeout *up* to whole milliseconds).
+        self.poll = self._epoll.poll  # type: ignore[method-assign]
 
     def fileno(self) -> int:
         return self._epoll.fileno()

@@ -204,12 +204,64 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     # ------------------------------------------------------------------ events
 
     def _events(self, mask: int) -> None:
+        """One event: drain the reads (edge mode: until EAGAIN, a short read or the budget),
+        then serve the write side.  The Protocol drain is written out here, not called: this is
+        the hottest function of a server, and a call per event costs a frame."""
         if mask & READ_EVENTS:
             self._readable = True
             if mask & _HUP_EVENTS:
                 self._short = False
             if self._reading:
-                self._read_ready()
+                if self._buffered:
+                    self._read_ready_buffered()
+                else:
+                    # Methods called through their objects, not bound to locals first: most
+                    # events are one read, and a bound method is an allocation each.
+                    protocol = self._protocol
+                    sock = self._sock
+                    n = got = 0
+                    try:
+                        while True:
+                            try:
+                                data = sock.recv(MAX_READ)  # type: ignore[union-attr]
+                            except (BlockingIOError, InterruptedError):
+                                self._readable = False
+                                self._io.stats.eagain += 1
+                                break
+                            n += 1
+                            size = len(data)
+                            if not size:
+                                self._readable = False
+                                self._eof_received()
+                                break
+                            got += size
+                            protocol.data_received(data)
+                            if size < MAX_READ and self._short:
+                                self._readable = False
+                                break
+                            if not self._reading:
+                                break  # paused or closed by the protocol
+                            if n >= self._budget:
+                                self._io.cut_off(self)
+                                break
+                            if self._protocol is not protocol:
+                                # set_protocol() from data_received (a websocket upgrade): the
+                                # next chunk is the new protocol's, maybe a BufferedProtocol.
+                                self._io.defer(self)
+                                break
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except OSError as exc:
+                        self._fatal_error(exc, "Fatal read error on socket transport")
+                    except BaseException as exc:
+                        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                    finally:
+                        # Per transport (loop.describe()); stats() adds them up: no second
+                        # counter here.  Literal indexes: a global lookup per counter would cost
+                        # more than the addition.
+                        counts = self._counts
+                        counts[0] += n      # READS
+                        counts[2] += got    # BYTES_IN
         if mask & WRITE_EVENTS:
             self._writable = True
             if self._buffer:
@@ -220,60 +272,11 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:
-        if self._buffered:
-            self._read_ready_buffered()
-            return
-        # Hot path: locals for everything touched per read.
-        recv = self._sock.recv  # type: ignore[union-attr]
-        protocol = self._protocol
-        data_received = protocol.data_received
-        budget = self._budget
-        short = self._short
-        n = got = 0
-        try:
-            while True:
-                try:
-                    data = recv(MAX_READ)
-                except (BlockingIOError, InterruptedError):
-                    self._readable = False
-                    self._io.stats.eagain += 1
-                    break
-                n += 1
-                size = len(data)
-                if not size:
-                    self._readable = False
-                    self._eof_received()
-                    break
-                got += size
-                data_received(data)
-                if short and size < MAX_READ:
-                    self._readable = False
-                    break
-                if not self._reading:
-                    break  # paused or closed by the protocol
-                if n >= budget:
-                    self._io.cut_off(self)
-                    break
-                if self._protocol is not protocol:
-                    # set_protocol() from data_received (a websocket upgrade): the next chunk
-                    # is the new protocol's, which may be a BufferedProtocol.
-                    self._io.defer(self)
-                    break
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except OSError as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        finally:
-            # Per transport (loop.describe()); stats() adds them up: no second counter here.
-            # Literal indexes: a global lookup per counter would cost more than the addition.
-            counts = self._counts
-            counts[0] += n      # READS
-            counts[2] += got    # BYTES_IN
+        """A drain outside an event (the deferred list, resume_reading): the one in _events."""
+        self._events(EPOLLIN)
 
     def _read_ready_buffered(self) -> None:
-        # The same drain as _read_ready, for a BufferedProtocol (get_buffer + recv_into). Kept
+        # The same drain as _events, for a BufferedProtocol (get_buffer + recv_into). Kept
         # as a second flat loop on purpose: sharing it would put a per-read branch or a call
         # on the hottest path of both.
         protocol = self._protocol
