@@ -6,13 +6,14 @@ Why this exists.  ``FD_SETSIZE`` (1024) is not a kernel limit.  It is a glibc ma
 the fixed bit array inside ``fd_set`` and the bound of the ``FD_SET``/``FD_ISSET`` macros.
 Python's ``select.select`` builds its sets with those macros, so it refuses any descriptor >= 1024.
 The kernel's select(2) takes any ``nfds`` up to the size of the process's descriptor table and
-copies ``nfds`` bits from each set; glibc's ``select()`` passes ``nfds`` and the three pointers
-through untouched.  A caller that hands in larger buffers therefore gets select past 1024 (the
+copies the first ``nfds`` bits of each set in, and back out, in whole longs; glibc's ``select()``
+passes ``nfds`` and the pointers through untouched.  A caller that hands in larger buffers therefore gets select past 1024 (the
 seed article benchmarked it that way).  The select backend uses this module only once a watched
 descriptor is >= FD_SETSIZE; below that ``select.select`` is faster (see ``SelectPoller``).
 
 Bitmaps.  A set is an array of ``ceil(nfds / W)`` C longs (W = bits per long, 64 on 64-bit Linux),
-bit ``fd % W`` of word ``fd // W`` standing for descriptor ``fd``.  The poller keeps each set as
+bit ``fd % W`` of word ``fd // W`` standing for descriptor ``fd``; a shorter buffer would be
+overrun by the kernel.  The poller keeps each set as
 a Python int with bit ``fd`` set (``1 << fd``) and updates it on register/modify/unregister; on a
 little-endian machine ``bits.to_bytes(n, "little")`` is exactly that array of longs, so a wait
 costs one C-speed conversion per set instead of a Python loop over the descriptors.  ``nfds`` is
