@@ -130,7 +130,7 @@ class _Waker(HandlerBase):
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             poller.register(self.fd, self, EPOLLIN)
-        except BaseException:  # refused (select's FD_SETSIZE): the loop is not built
+        except BaseException:  # refused (select past FD_SETSIZE without ctypes): not built
             os.close(self.fd)
             raise
 

@@ -392,8 +392,9 @@ async def create_server(
 
 
 def _start_or_abandon(server: Server, owned: bool) -> None:
-    """Start serving; if the poller refuses a listening socket (select's FD_SETSIZE), nothing
-    stays registered, our sockets are closed and a ``sock=`` is left to the caller."""
+    """Start serving; if the poller refuses a listening socket (select past FD_SETSIZE without
+    ctypes), nothing stays registered, our sockets are closed and a ``sock=`` is left to the
+    caller."""
     try:
         server._start_serving()
     except BaseException:

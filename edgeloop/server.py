@@ -228,8 +228,9 @@ class Server(asyncio.AbstractServer):
                              context: contextvars.Context) -> None:
         """Build the transport of an accepted connection.  Whatever fails on the way (the
         protocol factory, the TLS wrapper, the poller refusing the socket: ENOSPC from
-        ``max_user_watches``, select's FD_SETSIZE) closes that socket and is reported; the
-        server keeps accepting, and no half-built transport is left among its clients."""
+        ``max_user_watches``, select past FD_SETSIZE without ctypes) closes that socket and is
+        reported; the server keeps accepting, and no half-built transport is left among its
+        clients."""
         loop = self._loop
         try:
             conn.setblocking(False)
@@ -290,8 +291,8 @@ class Server(asyncio.AbstractServer):
                 sock.listen(self._backlog)
                 self._acceptors.append(Acceptor(self._loop, self, sock))
         except BaseException:
-            # A socket the poller refuses (select's FD_SETSIZE): serve none of them, and leave
-            # none registered.  The server keeps its sockets; close() closes them.
+            # A socket the poller refuses (select past FD_SETSIZE without ctypes): serve none of
+            # them, and leave none registered.  The server keeps its sockets; close() closes them.
             for acceptor in self._acceptors:
                 acceptor.close(close_socket=False)
             self._acceptors.clear()

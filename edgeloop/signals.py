@@ -51,7 +51,7 @@ class SignalHandlers(HandlerBase):
                 rsock.setblocking(False)
                 wsock.setblocking(False)
                 self._loop.io.register(rsock.fileno(), self, EPOLLIN)
-            except BaseException:  # refused (select's FD_SETSIZE): no unwatched wakeup socket
+            except BaseException:  # refused (select without ctypes): no unwatched wakeup socket
                 rsock.close()
                 wsock.close()
                 raise

@@ -112,6 +112,25 @@ def loop_config(request) -> str:
     return "edge"
 
 
+@pytest.fixture
+def high_fd_limit():
+    """RLIMIT_NOFILE's soft limit raised to at least 4096 for the test, restored afterwards, so that
+    descriptors >= 1024 (select's FD_SETSIZE) can be opened even where the default soft limit is
+    1024; skipped where the hard limit is lower."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {wanted}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 # ------------------------------------------------------------------ TLS (test_tls, test_sendfile...)
 
 @pytest.fixture(scope="module")

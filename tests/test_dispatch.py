@@ -10,9 +10,11 @@ serving and ``wait_closed()`` does not wait for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
+import sys
 import time
 
 import pytest
@@ -283,34 +285,59 @@ async def test_registration_failure_during_accept(loop_config):
         await asyncio.wait_for(server.wait_closed(), 5)
 
 
+@contextlib.contextmanager
+def _accepted_gets_1024():
+    """Numbers below 1023 taken (1023 is left for the client socket), so that the next accepted
+    socket gets 1024, past select's FD_SETSIZE."""
+    fillers = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while fillers[-1] < 1022:
+            fillers.append(os.dup(fillers[0]))
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+
+
 @pytest.mark.asyncio(loop_factories=["select"])
-async def test_select_refuses_fd_over_1024_during_accept():
-    """On the select backend an accepted socket numbered >= FD_SETSIZE cannot be watched: closed
-    and reported (ValueError), and the server serves the next connection."""
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_select_serves_an_accepted_socket_over_1024():
+    """On the select backend an accepted socket numbered >= FD_SETSIZE is served (libc's select
+    through ctypes).  Where ctypes is missing it cannot be watched: it is closed and reported
+    (ValueError), and the server serves the next connection."""
+    from edgeloop import cselect
+
     loop = asyncio.get_running_loop()
     seen = _catch(loop)
     peers: list = []
     server = await loop.create_server(_echo_factory(peers), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    # Fill the numbers below 1023 (1023 is left for the client socket) so that the
-    # accepted socket gets a real descriptor past select's limit.
-    fillers: list[int] = []
     try:
-        probe = os.open("/dev/null", os.O_RDONLY)
-        fillers.append(probe)
-        while fillers[-1] < 1022:  # the client socket takes 1023, the accepted one 1024
-            fillers.append(os.dup(probe))
-        await _refused_connection_is_closed(port)
-        assert not peers
-        assert len(seen) == 1 and isinstance(seen[0]["exception"], ValueError)
-        assert "out of range for select" in str(seen[0]["exception"])
-        assert not server._clients
-    finally:
-        for fd in fillers:
-            os.close(fd)
-    try:
+        with _accepted_gets_1024():
+            with pytest.MonkeyPatch.context() as mp:  # ctypes missing
+                mp.setattr(cselect, "_loaded", None)
+                mp.setitem(sys.modules, "ctypes", None)
+                mp.setattr(loop._poller, "_libc", None, raising=False)
+                await _refused_connection_is_closed(port)
+            assert not peers
+            assert len(seen) == 1 and isinstance(seen[0]["exception"], ValueError)
+            assert "out of range for select" in str(seen[0]["exception"])
+            assert not server._clients
+            seen.clear()
+
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                await _wait_for(lambda: len(peers) == 1)
+                assert peers[0].transport.get_extra_info("socket").fileno() == 1024
+                payload = os.urandom(1 << 20)
+                writer.write(payload)
+                assert await asyncio.wait_for(reader.readexactly(len(payload)), 10) == payload
+            finally:
+                writer.close()
+                await writer.wait_closed()
+        assert not seen
         await _check_server_still_serves(port)
-        assert len(peers) == 1
+        assert len(peers) == 2
     finally:
         server.close()
         await asyncio.wait_for(server.wait_closed(), 5)

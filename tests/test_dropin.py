@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 import types
 import warnings
@@ -590,11 +591,34 @@ async def test_write_pipe_transport_is_a_transport():
     os.close(r)
 
 
-# select backend: descriptors >= FD_SETSIZE (1024) are refused where they are created
+# Descriptors >= FD_SETSIZE (1024)
+#
+# Every configuration serves them, select included: past 1024 edgeloop's select backend calls
+# libc's select through ctypes with larger bitmaps (edgeloop/cselect.py).  Where ctypes is
+# missing, that backend refuses such a descriptor with ValueError from the call that creates or
+# registers it, with nothing left behind.  On select each test below first checks that refusal
+# with ctypes made unavailable (``_without_ctypes``), then that the same call works.
 
-def _refused(loop_config: str) -> bool:
-    """Whether this configuration refuses descriptors >= 1024 (edgeloop's select backend)."""
+_REFUSED = "out of range for select"
+
+
+def _select_loop(loop_config: str) -> bool:
+    """Whether this configuration is edgeloop's select backend (the one that needs ctypes)."""
     return loop_config == "select" and not REFERENCE
+
+
+@contextlib.contextmanager
+def _without_ctypes(loop=None):
+    """libc's select out of reach, as on a Python built without ctypes: ``import ctypes`` fails,
+    and ``loop``'s select poller has not loaded it yet."""
+    from edgeloop import cselect
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cselect, "_loaded", None)
+        mp.setitem(sys.modules, "ctypes", None)
+        if loop is not None:
+            mp.setattr(loop._poller, "_libc", None, raising=False)
+        yield
 
 
 def _high(obj):
@@ -639,12 +663,16 @@ def _registered(loop) -> int | None:
     return None if REFERENCE or stats is None else stats()["fds"]
 
 
+def _echo(rec, data):
+    rec.transport.write(data)
+
+
 async def _echo_server():
     loop = asyncio.get_running_loop()
     accepted: list[Recorder] = []
 
     def factory():
-        accepted.append(Recorder(on_data=lambda rec, data: rec.transport.write(data)))
+        accepted.append(Recorder(on_data=_echo))
         return accepted[-1]
 
     server = await loop.create_server(factory, "127.0.0.1", 0)
@@ -659,32 +687,51 @@ async def _roundtrip(loop, port) -> None:
     await asyncio.wait_for(pr.lost, 5)
 
 
+async def _echoes(tr, pr, size: int = 100) -> None:
+    """``size`` bytes written on ``tr`` come back whole from an echo peer; then closed."""
+    payload = os.urandom(size)
+    tr.write(payload)
+    assert await pr.wait_bytes(size) == payload
+    tr.close()
+    await asyncio.wait_for(pr.lost, 5)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: asyncio.Queue = asyncio.Queue()
+
+    def datagram_received(self, data, addr):
+        self.got.put_nowait((data, addr))
+
+
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
 @pytest.mark.parametrize("entry", ["create_connection", "connect_accepted_socket"])
-async def test_select_refuses_a_high_stream_socket(loop_config, entry):
+async def test_a_high_stream_socket(loop_config, entry):
+    """A TCP socket numbered >= 1024 handed to the loop: 4 MiB echoed through its transport (more
+    than the socket buffers take at once, so the transport also waits for writability)."""
     loop = asyncio.get_running_loop()
     server, accepted, port = await _echo_server()
     try:
-        before = _registered(loop)
         sock = _high(socket.create_connection(("127.0.0.1", port)))
         fd = sock.fileno()
-        try:
+
+        def connect():
             if entry == "create_connection":
-                call = loop.create_connection(Recorder, sock=sock)
-            else:
-                call = loop.connect_accepted_socket(Recorder, sock)
-            if _refused(loop_config):
-                with _no_resource_warning(), \
-                        pytest.raises(ValueError, match="out of range for select"):
-                    await call
+                return loop.create_connection(Recorder, sock=sock)
+            return loop.connect_accepted_socket(Recorder, sock)
+
+        try:
+            if _select_loop(loop_config):
+                before = _registered(loop)
+                with _without_ctypes(loop), _no_resource_warning(), \
+                        pytest.raises(ValueError, match=_REFUSED):
+                    await connect()
                 assert sock.fileno() == fd  # still the caller's, open
                 assert _registered(loop) == before
-            else:
-                tr, pr = await call
-                tr.write(b"x")
-                assert await pr.wait_bytes(1) == b"x"
-                tr.close()
-                await asyncio.wait_for(pr.lost, 5)
+            tr, pr = await connect()
+            assert tr.get_extra_info("socket").fileno() == fd >= 1024
+            await _echoes(tr, pr, 4 << 20)
         finally:
             sock.close()
         await _roundtrip(loop, port)
@@ -693,28 +740,41 @@ async def test_select_refuses_a_high_stream_socket(loop_config, entry):
 
 
 @pytest.mark.asyncio
-async def test_select_refuses_a_high_datagram_socket(loop_config):
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_a_high_datagram_socket(loop_config):
     loop = asyncio.get_running_loop()
     sock = _high(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     fd = sock.fileno()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind(("127.0.0.1", 0))
-        call = loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
-        if _refused(loop_config):
-            with pytest.raises(ValueError, match="out of range for select"):
-                await call
+        peer.bind(("127.0.0.1", 0))
+        if _select_loop(loop_config):
+            with _without_ctypes(loop), pytest.raises(ValueError, match=_REFUSED):
+                await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
             assert sock.fileno() == fd
-        else:
-            tr, _ = await call
+        tr, pr = await loop.create_datagram_endpoint(_Datagrams, sock=sock)
+        try:
+            assert fd >= 1024
+            peer.sendto(b"ping", sock.getsockname())
+            data, addr = await asyncio.wait_for(pr.got.get(), 5)
+            assert (data, addr) == (b"ping", peer.getsockname())
+            tr.sendto(b"pong", addr)
+            peer.settimeout(5)
+            assert peer.recv(16) == b"pong"
+        finally:
             tr.close()
             await asyncio.sleep(0)
     finally:
         sock.close()
+        peer.close()
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
 @pytest.mark.parametrize("end", ["read", "write"])
-async def test_select_refuses_a_high_pipe(loop_config, end):
+async def test_a_high_pipe(loop_config, end):
+    """connect_read_pipe/connect_write_pipe on a pipe end numbered >= 1024: data flows."""
     loop = asyncio.get_running_loop()
     r, w = os.pipe()
     if end == "read":
@@ -724,131 +784,225 @@ async def test_select_refuses_a_high_pipe(loop_config, end):
         w = _high(w)
         pipe, other, connect = open(w, "wb", buffering=0), r, loop.connect_write_pipe
     try:
-        if _refused(loop_config):
-            with pytest.raises(ValueError, match="out of range for select"):
+        if _select_loop(loop_config):
+            with _without_ctypes(loop), pytest.raises(ValueError, match=_REFUSED):
                 await connect(asyncio.Protocol, pipe)
             assert not pipe.closed  # still the caller's
+        tr, pr = await connect(Recorder, pipe)
+        assert pipe.fileno() >= 1024
+        payload = os.urandom(256 * 1024)  # more than a pipe holds: the transport waits for it
+        if end == "read":
+            await loop.run_in_executor(None, os.write, other, payload)
+            assert await pr.wait_bytes(len(payload)) == payload
         else:
-            tr, _ = await connect(asyncio.Protocol, pipe)
-            tr.close()
-            await asyncio.sleep(0)
+            tr.write(payload)
+            got = bytearray()
+            while len(got) < len(payload):
+                got += await loop.run_in_executor(None, os.read, other, 65536)
+            assert got == payload
+        tr.close()
+        await asyncio.sleep(0)
     finally:
         pipe.close()
         os.close(other)
 
 
 @pytest.mark.asyncio
-async def test_select_refuses_a_high_descriptor_in_add_reader_and_sock_calls(loop_config):
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_a_high_descriptor_in_add_reader_and_sock_calls(loop_config):
     loop = asyncio.get_running_loop()
     a, b = socket.socketpair()
     a = _high(a)
     a.setblocking(False)
     before = _registered(loop)
     try:
-        if _refused(loop_config):
-            for add in (loop.add_reader, loop.add_writer):
-                with pytest.raises(ValueError, match="out of range for select"):
-                    add(a, lambda: None)
-            with pytest.raises(ValueError, match="out of range for select"):
-                await loop.sock_recv(a, 1)
+        if _select_loop(loop_config):
+            with _without_ctypes(loop):
+                for add in (loop.add_reader, loop.add_writer):
+                    with pytest.raises(ValueError, match=_REFUSED):
+                        add(a, lambda: None)
+                with pytest.raises(ValueError, match=_REFUSED):
+                    await loop.sock_recv(a, 1)
             assert loop.remove_reader(a) is False and loop.remove_writer(a) is False
             assert _registered(loop) == before
-        else:
-            got = loop.create_future()
-            loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(1)))
-            b.send(b"x")
-            assert await asyncio.wait_for(got, 5) == b"x"
-            assert loop.remove_reader(a)
-            b.send(b"y")
-            assert await asyncio.wait_for(loop.sock_recv(a, 1), 5) == b"y"
+        got = loop.create_future()
+        loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(1)))
+        b.send(b"x")
+        assert await asyncio.wait_for(got, 5) == b"x"
+        assert loop.remove_reader(a)
+        writable = loop.create_future()
+        loop.add_writer(a, lambda: writable.done() or writable.set_result(True))
+        assert await asyncio.wait_for(writable, 5)
+        assert loop.remove_writer(a)
+        b.send(b"y")
+        assert await asyncio.wait_for(loop.sock_recv(a, 1), 5) == b"y"
+        await asyncio.wait_for(loop.sock_sendall(a, b"z"), 5)
+        assert b.recv(1) == b"z"
         assert a.fileno() >= 1024
+        assert _registered(loop) == before
     finally:
         a.close()
         b.close()
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_add_reader_on_a_high_pipe_end(loop_config):
+    """add_reader on a pipe end numbered >= 1024 keeps level semantics: 10 bytes written once to a
+    callback that reads one byte per call fire it 10 times (EPOLL_NOTES behaviour 10)."""
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    r = _high(r)
+    os.set_blocking(r, False)
+    try:
+        if _select_loop(loop_config):
+            with _without_ctypes(loop), pytest.raises(ValueError, match=_REFUSED):
+                loop.add_reader(r, lambda: None)
+            assert loop.remove_reader(r) is False
+        calls = 0
+        got = bytearray()
+        done = loop.create_future()
+
+        def on_readable():
+            nonlocal calls
+            calls += 1
+            got.extend(os.read(r, 1))
+            if len(got) == 10 and not done.done():
+                done.set_result(None)
+
+        loop.add_reader(r, on_readable)
+        os.write(w, b"0123456789")
+        await asyncio.wait_for(done, 5)
+        await asyncio.sleep(0.02)  # drained: no more calls
+        assert got == b"0123456789" and calls == 10
+        assert loop.remove_reader(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
 @pytest.mark.parametrize("entry", ["create_connection", "create_unix_connection",
                                    "create_datagram_endpoint"])
-async def test_select_refuses_a_high_socket_of_its_own(loop_config, entry, unix_path):
-    """The loop's own socket gets a number >= 1024: refused, closed, nothing left registered."""
+async def test_a_high_socket_of_its_own(loop_config, entry, unix_path):
+    """The loop's own socket gets a number >= 1024 (refused without ctypes on select: closed,
+    nothing left registered); it works."""
     loop = asyncio.get_running_loop()
     server, accepted, port = await _echo_server()
-    userver = await loop.create_unix_server(asyncio.Protocol, unix_path)
+    uaccepted: list[Recorder] = []
+
+    def ufactory():
+        uaccepted.append(Recorder(on_data=_echo))
+        return uaccepted[-1]
+
+    userver = await loop.create_unix_server(ufactory, unix_path)
+
+    def call():
+        if entry == "create_connection":
+            return loop.create_connection(Recorder, "127.0.0.1", port)
+        if entry == "create_unix_connection":
+            return loop.create_unix_connection(Recorder, unix_path)
+        return loop.create_datagram_endpoint(_Datagrams, local_addr=("127.0.0.1", 0))
+
     try:
         before = _registered(loop)
         with _low_fds_taken():
-            open_before = _fds()
-            if entry == "create_connection":
-                call = loop.create_connection(Recorder, "127.0.0.1", port)
-            elif entry == "create_unix_connection":
-                call = loop.create_unix_connection(Recorder, unix_path)
-            else:
-                call = loop.create_datagram_endpoint(asyncio.DatagramProtocol,
-                                                     local_addr=("127.0.0.1", 0))
-            if _refused(loop_config):
-                with _no_resource_warning(), \
-                        pytest.raises(ValueError, match="out of range for select"):
-                    await call
+            if _select_loop(loop_config):
+                open_before = _fds()
+                with _without_ctypes(loop), _no_resource_warning(), \
+                        pytest.raises(ValueError, match=_REFUSED):
+                    await call()
                 assert _fds() == open_before  # closed at once, not left to the garbage collector
                 assert _registered(loop) == before
-            else:
-                tr, _ = await call
+                await asyncio.sleep(0.05)  # the servers see the peer and let go of it
+            tr, pr = await call()
+            assert tr.get_extra_info("socket").fileno() >= 1024
+            if entry == "create_datagram_endpoint":
+                tr.sendto(b"to myself", tr.get_extra_info("sockname"))
+                assert (await asyncio.wait_for(pr.got.get(), 5))[0] == b"to myself"
                 tr.close()
-            await asyncio.sleep(0.05)  # the servers see the peer and let go of it
+            else:
+                await _echoes(tr, pr)
+            await asyncio.sleep(0.05)
         await _roundtrip(loop, port)
     finally:
-        userver.close()
-        await userver.wait_closed()
+        await _close_server(userver, uaccepted)
         await _close_server(server, accepted)
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
 @pytest.mark.parametrize("entry", ["create_server", "create_unix_server"])
-async def test_select_refuses_a_high_listening_socket_of_its_own(loop_config, entry, unix_path):
+async def test_a_high_listening_socket_of_its_own(loop_config, entry, unix_path):
     loop = asyncio.get_running_loop()
     before = _registered(loop)
-    with _low_fds_taken():
-        open_before = _fds()
+    accepted: list[Recorder] = []
+
+    def factory():
+        accepted.append(Recorder(on_data=_echo))
+        return accepted[-1]
+
+    def call():
         if entry == "create_server":
-            call = loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
-        else:
-            call = loop.create_unix_server(asyncio.Protocol, unix_path)
-        if _refused(loop_config):
-            with _no_resource_warning(), \
-                    pytest.raises(ValueError, match="out of range for select"):
-                await call
+            return loop.create_server(factory, "127.0.0.1", 0)
+        return loop.create_unix_server(factory, unix_path)
+
+    with _low_fds_taken():
+        if _select_loop(loop_config):
+            open_before = _fds()
+            with _without_ctypes(loop), _no_resource_warning(), \
+                    pytest.raises(ValueError, match=_REFUSED):
+                await call()
             assert _fds() == open_before  # closed at once, not left to the garbage collector
             assert _registered(loop) == before
-        else:
-            server = await call
-            server.close()
-            await server.wait_closed()
+        server = await call()
+        try:
+            assert server.sockets[0].fileno() >= 1024
+            if entry == "create_server":
+                connected = loop.create_connection(Recorder, *server.sockets[0].getsockname())
+            else:
+                connected = loop.create_unix_connection(Recorder, unix_path)
+            await _echoes(*await connected)
+        finally:
+            await _close_server(server, accepted)
 
 
 @pytest.mark.asyncio
-async def test_select_refuses_a_high_listening_socket_given(loop_config):
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_a_high_listening_socket_given(loop_config):
     loop = asyncio.get_running_loop()
     sock = _high(socket.socket())
     fd = sock.fileno()
+    accepted: list[Recorder] = []
+
+    def factory():
+        accepted.append(Recorder(on_data=_echo))
+        return accepted[-1]
+
     try:
         sock.bind(("127.0.0.1", 0))
         before = _registered(loop)
-        if _refused(loop_config):
-            with pytest.raises(ValueError, match="out of range for select"):
-                await loop.create_server(asyncio.Protocol, sock=sock)
-            assert sock.fileno() == fd  # still the caller's
-            assert _registered(loop) == before
-            server = await loop.create_server(asyncio.Protocol, sock=sock, start_serving=False)
-            with pytest.raises(ValueError, match="out of range for select"):
-                await server.start_serving()
-            assert not server.is_serving() and _registered(loop) == before
+        if _select_loop(loop_config):
+            with _without_ctypes(loop):
+                with pytest.raises(ValueError, match=_REFUSED):
+                    await loop.create_server(factory, sock=sock)
+                assert sock.fileno() == fd  # still the caller's
+                assert _registered(loop) == before
+                server = await loop.create_server(factory, sock=sock, start_serving=False)
+                with pytest.raises(ValueError, match=_REFUSED):
+                    await server.start_serving()
+                assert not server.is_serving() and _registered(loop) == before
             server.close()  # closes the socket it was given, even never served
             assert sock.fileno() == -1
-        else:
-            server = await loop.create_server(asyncio.Protocol, sock=sock)
-            server.close()
-            await server.wait_closed()
+            sock = _high(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+        server = await loop.create_server(factory, sock=sock)
+        try:
+            assert server.sockets[0].fileno() >= 1024
+            await _echoes(*await loop.create_connection(Recorder, *sock.getsockname()))
+        finally:
+            await _close_server(server, accepted)
     finally:
         sock.close()
 
@@ -866,27 +1020,31 @@ async def test_server_close_closes_sockets_never_served():
 
 
 @pytest.mark.asyncio
-async def test_select_refuses_a_subprocess_with_high_pipes(loop_config):
-    """The child's pipes get numbers >= 1024: refused, the child killed and reaped, its pipes
-    closed."""
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_a_subprocess_with_high_pipes(loop_config):
+    """The child's pipes get numbers >= 1024 (refused without ctypes on select: the child killed
+    and reaped, its pipes closed); stdin and stdout carry the data."""
     loop = asyncio.get_running_loop()
     with _low_fds_taken():
-        open_before = _fds()
-        call = loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c", "pass")
-        if _refused(loop_config):
-            with _no_resource_warning(), \
-                    pytest.raises(ValueError, match="out of range for select"):
-                await call
+        if _select_loop(loop_config):
+            open_before = _fds()
+            with _without_ctypes(loop), _no_resource_warning(), \
+                    pytest.raises(ValueError, match=_REFUSED):
+                await loop.subprocess_exec(asyncio.SubprocessProtocol, sys.executable, "-c", "pass")
             assert _fds() == open_before
-        else:
-            tr, _ = await call
-            assert await asyncio.wait_for(tr._wait(), 10) == 0
-            tr.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read())",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin.get_extra_info("pipe").fileno() >= 1024
+        out, _ = await asyncio.wait_for(proc.communicate(b"through pipes >= 1024"), 10)
+        assert out == b"through pipes >= 1024" and proc.returncode == 0
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("high_fd_limit")
 async def test_subprocess_with_a_high_pidfd(monkeypatch):
-    """A pidfd past select's limit is no reason to fail: the exit is watched by a thread."""
+    """A pidfd numbered >= 1024 is no reason to fail (a poller that refuses it leaves the exit to a
+    watcher thread)."""
     loop = asyncio.get_running_loop()
     real = getattr(os, "pidfd_open", None)
     if real is not None:
@@ -899,35 +1057,52 @@ async def test_subprocess_with_a_high_pidfd(monkeypatch):
 
 
 @pytest.mark.asyncio
-async def test_select_refuses_a_high_signal_wakeup_socket(loop_config):
-    """The wakeup socket of add_signal_handler gets a number >= 1024: refused, and not kept
-    half set up (signals would arrive on a socket nobody watches)."""
+@pytest.mark.usefixtures("high_fd_limit")
+async def test_a_high_signal_wakeup_socket(loop_config):
+    """The wakeup socket of add_signal_handler gets a number >= 1024 (refused without ctypes on
+    select, and not kept half set up: signals would arrive on a socket nobody watches); the
+    signal is delivered."""
     loop = asyncio.get_running_loop()
     got = loop.create_future()
     with _low_fds_taken():
-        open_before = _fds()
-        if _refused(loop_config):
-            with pytest.raises(ValueError, match="out of range for select"):
+        if _select_loop(loop_config):
+            open_before = _fds()
+            with _without_ctypes(loop), pytest.raises(ValueError, match=_REFUSED):
                 loop.add_signal_handler(signal.SIGUSR1, lambda: None)
             assert _fds() == open_before
-    try:
-        loop.add_signal_handler(signal.SIGUSR1, lambda: got.done() or got.set_result(True))
-        os.kill(os.getpid(), signal.SIGUSR1)
-        assert await asyncio.wait_for(got, 5)
-    finally:
-        loop.remove_signal_handler(signal.SIGUSR1)
+        try:
+            loop.add_signal_handler(signal.SIGUSR1, lambda: got.done() or got.set_result(True))
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert await asyncio.wait_for(got, 5)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
 
 
 @pytest.mark.skipif(REFERENCE, reason="edgeloop's select backend")
-def test_select_loop_with_a_high_wakeup_descriptor():
-    """A select loop built when every number below 1024 is taken: its own eventfd is refused;
-    the constructor fails without leaving it open."""
+@pytest.mark.usefixtures("high_fd_limit")
+def test_a_select_loop_with_a_high_wakeup_descriptor():
+    """A select loop built when every number below 1024 is taken: its own eventfd gets a number
+    >= 1024.  Without ctypes the constructor fails without leaving it open; with ctypes the loop
+    is woken through it from another thread."""
     import edgeloop
 
     with _low_fds_taken():
         open_before = _fds()
-        with _no_resource_warning(), pytest.raises(ValueError, match="out of range for select"):
+        with _without_ctypes(), _no_resource_warning(), pytest.raises(ValueError, match=_REFUSED):
             edgeloop.new_event_loop(backend="select")
+        assert _fds() == open_before
+        loop = edgeloop.new_event_loop(backend="select")
+        try:
+            assert max(_fds() - open_before) >= 1024
+            fut = loop.create_future()
+            timer = threading.Timer(0.1, loop.call_soon_threadsafe, (fut.set_result, "woken"))
+            timer.start()
+            try:
+                assert loop.run_until_complete(asyncio.wait_for(fut, 5)) == "woken"
+            finally:
+                timer.join()
+        finally:
+            loop.close()
         assert _fds() == open_before
 
 

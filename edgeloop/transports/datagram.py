@@ -121,7 +121,8 @@ class DatagramTransport(SocketTransport, WriteFlowControl, asyncio.DatagramTrans
         self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._buffer_size = 0
 
-        # A socket the poller refuses (select's FD_SETSIZE) stays the caller's, unregistered.
+        # A socket the poller refuses (ENOSPC; select past FD_SETSIZE without ctypes) stays the
+        # caller's, unregistered.
         try:
             if self._edge:
                 self._io.register(self._fd, self, EDGE_DGRAM)

@@ -150,7 +150,8 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         # through the class is slower, so the ones read per event or per write are set here.
 
         # Registered before anything else can refer to us: if the poller refuses the socket
-        # (ENOSPC, select's FD_SETSIZE), the caller still owns it and nothing is left behind.
+        # (ENOSPC; select past FD_SETSIZE without ctypes), the caller still owns it and nothing is
+        # left behind.
         try:
             if self._edge:
                 io.register(self._fd, self, EDGE_STREAM)

@@ -252,7 +252,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
                 self._pidfd = _PidfdWatcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
                 return
             except (OSError, ValueError):
-                pass  # ENOSYS, EPERM under seccomp, EMFILE, select's FD_SETSIZE: use the thread
+                pass  # ENOSYS, EPERM under seccomp, EMFILE, a poller refusal: use the thread
         _start_thread_watcher(self._loop, self._proc, self._process_exited)  # type: ignore[arg-type]
 
     async def _connect_pipes(self) -> None:
