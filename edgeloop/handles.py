@@ -19,7 +19,7 @@ than through ``Handle._run``, which saves a Python frame per callback; ``report_
 from __future__ import annotations
 
 import asyncio
-import sys
+import inspect
 from asyncio import format_helpers
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from .loop import EventLoop
 
-_DEBUG_ARG = sys.version_info >= (3, 12)  # _format_callback_source(..., debug=) from 3.12
+# _format_callback_source(..., debug=): in 3.13, and in late 3.12 releases (not in 3.12.1).
+_DEBUG_ARG = "debug" in inspect.signature(format_helpers._format_callback_source).parameters
 
 
 class Handle(asyncio.Handle):
