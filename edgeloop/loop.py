@@ -5,7 +5,10 @@ One iteration (of ``_run_until_stopped``) does, in order:
 1. Choose the poll timeout: zero when callbacks are ready, when a handler is on the deferred list
    or when the loop is stopping; else the time to the earliest timer (the pollers round it *up*,
    so a near timer never turns into a busy loop); else block.
-2. ``poller.wait(timeout)``.
+2. ``poller.poll(timeout)`` (on epoll, ``epoll.poll`` itself).  With a zero timeout and no
+   descriptor registered but the loop's own waker there is nothing to ask: the poll is skipped
+   (``stats()["idle_skips"]``; a thread's ``call_soon_threadsafe`` lands in the ready queue
+   anyway, and the waker's bytes are read by the next blocking poll).
 3. Move due timers to the ready queue (due = deadline within ``clock_resolution`` of now).
 4. Run the callbacks that are in the ready queue now (queued before the poll, and the due
    timers); ones they add wait for the next iteration, so a callback that reschedules itself
