@@ -654,8 +654,8 @@ class EventLoop(asyncio.AbstractEventLoop):
                 self._ready.extend(queue)
                 queue.clear()
             # A coroutine that failed in this call links its frame to ours (f_back): the last
-            # handle (and the future in its arguments) must not stay reachable from there.
-            handle = None  # type: ignore[assignment]
+            # handle and its arguments (a future) must not stay reachable from there.
+            handle = args = None  # type: ignore[assignment]
 
     def _handle_ran(self, handle: Handle, seconds: float) -> None:
         """A timed callback finished (debug mode, or the stall detector attributing)."""
