@@ -520,9 +520,11 @@ class EventLoop(asyncio.AbstractEventLoop):
                         # ``stale``: unregistered since the poll; the number may be someone else's.
                         if stale and fd in stale:
                             continue
-                        handler = handlers.get(fd)
-                        if handler is not None:
-                            handler._on_events(mask)
+                        try:
+                            handler = handlers[fd]  # a subscript costs less than .get()
+                        except KeyError:
+                            continue  # not registered (any more)
+                        handler._on_events(mask)
                     return
                 except (SystemExit, KeyboardInterrupt):
                     self._save_batch(it, handler)
