@@ -52,8 +52,10 @@ The epoll decisions, one by one:
   file under that number).  Its events arrive under the number, at whichever handler holds it
   next.  Edge-triggered, it reports only changes of the old file: no spin.  Every handler takes
   an event as a hint and retries; a retry on the new socket finds EAGAIN and waits on (a connect
-  checks ``getpeername``: SO_ERROR is 0 while in progress too).  The one-shot path cannot leave
-  such an entry behind once its wait is over; this is the price of staying registered.
+  checks ``getpeername``: SO_ERROR is 0 while in progress too); a transport's read or send finds
+  EAGAIN too; an ``add_reader`` callback may be called once when its fd is not ready.  The
+  one-shot path cannot leave such an entry behind once its wait is over; this is the price of
+  staying registered.
 * **Taken over.**  ``create_connection(sock=...)``, ``connect_accepted_socket``,
   ``create_server(sock=...)`` and every other transport register the fd through ``io.register``,
   which asks the handler in place to give it up (``_evict``): an idle ``SockWaits`` unregisters

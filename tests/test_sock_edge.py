@@ -379,6 +379,47 @@ async def test_old_file_kept_alive_by_a_dup_delivers_nothing_to_the_new_socket()
 
 
 @pytest.mark.asyncio
+async def test_old_file_events_reaching_a_transport_on_the_reused_number_are_harmless():
+    """The same stale entry, when a transport gets the number: its events are hints to read
+    and write, which find EAGAIN; the protocol sees its own socket's data only, no EOF."""
+    loop = asyncio.get_running_loop()
+    keep = -1
+    with listening() as lst:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        transport = None
+        try:
+            task = await parked(loop, loop.sock_recv(a, 100))
+            b.send(b"registered")
+            assert await asyncio.wait_for(task, 5) == b"registered"
+            fd = a.fileno()
+            keep = os.dup(fd)
+            a.close()
+            c, d = reuse_number(fd, lst)
+            with d:
+                transport, proto = await loop.connect_accepted_socket(Collect, sock=c)
+                await proto.made
+                b.send(b"old data")
+                await asyncio.sleep(0.02)
+                with socket.socket(fileno=os.dup(keep)) as old:
+                    old.shutdown(socket.SHUT_RDWR)  # the old file's HUP, under the number
+                await asyncio.sleep(0.02)
+                assert proto.data == b"" and not proto.closed
+                d.send(b"new data")
+                await until(lambda: bytes(proto.data) == b"new data")
+                transport.write(b"reply")
+                assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"reply"
+                assert not proto.closed
+                transport.close()
+                await until(lambda: proto.closed)
+        finally:
+            if keep >= 0:
+                os.close(keep)
+            a.close()
+            b.close()
+
+
+@pytest.mark.asyncio
 async def test_old_file_events_do_not_complete_a_connect_in_progress():
     """SO_ERROR reads 0 while a connection is still in progress: a wakeup from the old file's
     entry (its HUP here) must not pass for a completed connect."""
@@ -818,25 +859,35 @@ async def test_no_reference_cycle_keeps_a_socket_alive(how):
 
 
 @EDGE
-async def test_an_error_escaping_the_handler_is_reported_and_fails_the_wait():
+async def test_an_error_escaping_the_handler_is_reported_and_fails_the_waits():
+    """Past the operation's own errors (they go to its future) only the handler's bookkeeping
+    can fail: made to fail here by an attempt that cancels its own future, so that resolving
+    it raises InvalidStateError.  The loop reports it, the handler gives its fd up, and the
+    other direction's wait fails with it instead of hanging."""
     loop = asyncio.get_running_loop()
     reported = []
     loop.set_exception_handler(lambda lp, ctx: reported.append(ctx))
     try:
         with tcp_pair() as (a, b):
-            task = await parked(loop, loop.sock_recv(a, 100))
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            sending = await parked(loop, loop.sock_sendall(a, b"x" * (8 << 20)))
+            receiving = await parked(loop, loop.sock_recv(a, 100))
             waits = handler(loop, a)
 
             def attempt():
-                raise StopIteration  # a future refuses it: set_exception raises TypeError
+                waits.rfut.cancel()
+                return b"?"
 
             waits.rattempt = attempt
-            b.send(b"x")
-            with pytest.raises(TypeError):  # what escaped, reported, and given to the wait
-                await asyncio.wait_for(task, 5)
+            b.send(b"data")
+            with pytest.raises(asyncio.InvalidStateError):
+                await asyncio.wait_for(sending, 5)
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
             assert len(reported) == 1 and reported[0]["fd"] == a.fileno()
+            assert isinstance(reported[0]["exception"], asyncio.InvalidStateError)
             assert handler(loop, a) is None  # the registration was given up
-            assert await asyncio.wait_for(loop.sock_recv(a, 100), 5) == b"x"
+            assert await asyncio.wait_for(loop.sock_recv(a, 100), 5) == b"data"
     finally:
         loop.set_exception_handler(None)
 
