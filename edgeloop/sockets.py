@@ -43,7 +43,9 @@ The epoll decisions, one by one:
   the registration with the last descriptor of the file; our map keeps a stale handler, replaced
   when the number is registered again: by a sock_* call on the new socket (the identity check
   fails), by ``io.register`` (transports, servers, pipes: see ``_evict``), by ``add_reader``.
-  Unregistering it then is harmless: ``EPOLL_CTL_DEL`` names whatever file has the number now,
+  Unregistering it then is needed after ``sock.detach()``, when the number still names the
+  file (the new owner's ``EPOLL_CTL_ADD`` would fail with EEXIST), and harmless otherwise:
+  ``EPOLL_CTL_DEL`` names whatever file has the number now,
   one we never registered (ENOENT), one epoll cannot watch (EPERM) or none (EBADF).  Until then
   ``stats()`` and ``describe()`` leave an idle stale handler out.  A waiter still parked on a closed socket fails with
   EBADF when its handler is replaced (the stdlib's would wait forever).
@@ -53,7 +55,7 @@ The epoll decisions, one by one:
   next.  Edge-triggered, it reports only changes of the old file: no spin.  Every handler takes
   an event as a hint and retries; a retry on the new socket finds EAGAIN and waits on (a connect
   checks ``getpeername``: SO_ERROR is 0 while in progress too); a transport's read or send finds
-  EAGAIN too; an ``add_reader`` callback may be called once when its fd is not ready.  The
+  EAGAIN too; an ``add_reader`` callback may be called when its fd is not ready.  The
   one-shot path cannot leave such an entry behind once its wait is over; this is the price of
   staying registered.
 * **Taken over.**  ``create_connection(sock=...)``, ``connect_accepted_socket``,

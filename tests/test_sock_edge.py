@@ -305,6 +305,36 @@ async def test_socket_closed_between_calls_and_its_number_reused():
                 assert handler(loop, c).owns(c)  # the stale registration was replaced
 
 
+@pytest.mark.asyncio
+async def test_detached_descriptor_and_a_second_socket_object_on_it():
+    """After ``detach()`` the number still names the file: a new socket object made on it must
+    get a working registration (the old one must be removed, or EPOLL_CTL_ADD fails with
+    EEXIST); two live objects on one descriptor share it."""
+    loop = asyncio.get_running_loop()
+    with tcp_pair() as (a, b):
+        task = await parked(loop, loop.sock_recv(a, 100))
+        b.send(b"one")
+        assert await asyncio.wait_for(task, 5) == b"one"
+        fd = a.detach()
+        c = socket.socket(fileno=fd)
+        with c:
+            c.setblocking(False)
+            task = await parked(loop, loop.sock_recv(c, 100))
+            b.send(b"two")
+            assert await asyncio.wait_for(task, 5) == b"two"
+            twin = socket.socket(fileno=fd)  # a second live object on the same descriptor
+            try:
+                twin.setblocking(False)
+                task = await parked(loop, loop.sock_recv(twin, 100))
+                b.send(b"three")
+                assert await asyncio.wait_for(task, 5) == b"three"
+                task = await parked(loop, loop.sock_recv(c, 100))
+                b.send(b"four")
+                assert await asyncio.wait_for(task, 5) == b"four"
+            finally:
+                twin.detach()
+
+
 @EDGE
 async def test_a_wait_on_a_socket_closed_under_it_fails_once_the_number_is_reused():
     """The stdlib's would wait forever; ours learns of the close when the number comes back."""
