@@ -43,12 +43,12 @@ The epoll decisions, one by one:
   the registration with the last descriptor of the file; our map keeps a stale handler, replaced
   when the number is registered again: by a sock_* call on the new socket (the identity check
   fails), by ``io.register`` (transports, servers, pipes: see ``_evict``), by ``add_reader``.
-  Unregistering it then is needed after ``sock.detach()``, when the number still names the
-  file (the new owner's ``EPOLL_CTL_ADD`` would fail with EEXIST), and harmless otherwise:
-  ``EPOLL_CTL_DEL`` names whatever file has the number now,
-  one we never registered (ENOENT), one epoll cannot watch (EPERM) or none (EBADF).  Until then
-  ``stats()`` and ``describe()`` leave an idle stale handler out.  A waiter still parked on a closed socket fails with
-  EBADF when its handler is replaced (the stdlib's would wait forever).
+  Unregistering it then is needed after ``sock.detach()``, when the number still names the file
+  (the new owner's ``EPOLL_CTL_ADD`` would fail with EEXIST), and harmless otherwise: the DEL
+  names whatever file has the number now, one we never registered (ENOENT), one epoll cannot
+  watch (EPERM) or none (EBADF).  Until then ``stats()`` and ``describe()`` leave an idle stale
+  handler out.  A wait still parked on a closed socket fails with EBADF when its handler is
+  replaced (the stdlib's would wait forever).
 * **Kept alive by a duplicate** (``os.dup``, a forked child, SCM_RIGHTS): then the kernel keeps
   the old entry, and we cannot remove it any more (``EPOLL_CTL_DEL`` needs a descriptor of that
   file under that number).  Its events arrive under the number, at whichever handler holds it
