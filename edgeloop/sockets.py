@@ -529,7 +529,8 @@ async def sock_recvfrom(self: EventLoop, sock: socket.socket, bufsize: int) -> t
             return sock.recvfrom(bufsize)
         except _AGAIN:
             pass
-    return await _wait_known(self, sock, waits, True, lambda: sock.recvfrom(bufsize), "sock_recvfrom")
+    return await _wait_known(self, sock, waits, True, lambda: sock.recvfrom(bufsize),
+                             "sock_recvfrom")
 
 
 async def sock_recvfrom_into(self: EventLoop, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple[int, Any]:
