@@ -246,6 +246,12 @@ class SockWaits(HandlerBase):
         self._fail_waiters(_bad_fd())
         return True
 
+    def register_again(self) -> None:
+        """Watch the file the number names now (``_take``): EPOLL_CTL_ADD reports its state."""
+        self._unregister()
+        self.readable = self.writable = False
+        self._io.register(self.fd, self, EDGE_STREAM)
+
     def _unregister(self) -> None:
         if self._io.handler_of(self.fd) is self:
             self._io.unregister(self.fd)
@@ -353,9 +359,13 @@ def _take(loop: EventLoop, sock: socket.socket) -> SockWaits | None:
             if handler.sock() is sock:
                 return handler
             if not handler.stale():
-                # Another socket object on the same descriptor (socket.socket(fileno=...)): the
-                # registration is right; the waits go on, a new one replaces its direction's.
+                # Another live socket object on the number: a second object on one descriptor
+                # (socket.socket(fileno=...)), or a number closed under its first object's feet
+                # (os.close) and reused.  Which file the kernel watches under it we cannot
+                # tell: register again (rare; two epoll_ctl).  Waits parked by the other
+                # object go on; a new one replaces its direction's.
                 handler.sock = weakref.ref(sock)
+                handler.register_again()
                 return handler
             # Closed (and the number reused): io.register below evicts it.
         elif isinstance(handler, FdCallbacks):

@@ -335,6 +335,31 @@ async def test_detached_descriptor_and_a_second_socket_object_on_it():
                 twin.detach()
 
 
+@pytest.mark.asyncio
+async def test_number_closed_under_a_live_socket_object_and_reused():
+    """``os.close(sock.fileno())`` behind the object's back: the object still answers the number,
+    which a new socket gets.  The new socket's waits must be watched on its own file."""
+    loop = asyncio.get_running_loop()
+    with listening() as lst:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            task = await parked(loop, loop.sock_recv(a, 100))
+            b.send(b"old")
+            assert await asyncio.wait_for(task, 5) == b"old"
+            fd = a.fileno()
+            os.close(fd)
+            try:
+                c, d = reuse_number(fd, lst)
+                with c, d:
+                    assert a.fileno() == c.fileno()
+                    task = await parked(loop, loop.sock_recv(c, 100))
+                    d.send(b"new")
+                    assert await asyncio.wait_for(task, 5) == b"new"
+            finally:
+                a.detach()  # its number is gone (or c's): closing it would close someone else's
+
+
 @EDGE
 async def test_a_wait_on_a_socket_closed_under_it_fails_once_the_number_is_reused():
     """The stdlib's would wait forever; ours learns of the close when the number comes back."""
