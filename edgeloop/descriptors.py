@@ -23,12 +23,18 @@ The handler's side (``Handler``, a ``typing.Protocol`` that mypy checks):
   loop has already reported it to its exception handler; the handler releases its descriptor:
   a transport aborts, with ``connection_lost(exc)``.
 * ``_is_transport``: a transport owns its fd until ``connection_lost``; ``add_reader`` refuses it.
+* ``_evict()``: another handler is being registered for our fd.  True: we gave it up (and
+  unregistered); False (every handler but one): we keep it, and the new registration fails as
+  for any registered fd.  Only a registration that merely caches readiness between the loop's
+  ``sock_*`` calls (``sockets.SockWaits``, edge mode) gives its fd up: the socket is the user's,
+  and handing it to a transport or a server is the user's right.
 * ``_describe()``: a dict for ``loop.describe()`` (kind, addresses, state, counters).
 
 The loop's side (``IOServices``, one per loop, reached as ``loop.io``): the only door from a
 handler into the loop's machinery.  Handlers never touch the loop's private attributes.
 
 * ``register(fd, handler, events, edge=...)`` / ``unregister(fd)``: enter and leave the poller.
+  ``register`` first asks a handler already in place to give the fd up (``_evict``).
   ``unregister`` is always safe to call (closed or unknown fd), and must come *before* the
   descriptor is closed: epoll tracks the file description, not the number.
 * ``set_interest(fd, events)``: the one way to change interest (level mode).  The registered mask
@@ -72,6 +78,8 @@ class Handler(Protocol):
 
     def _describe(self) -> dict[str, Any]: ...
 
+    def _evict(self) -> bool: ...
+
 
 class HandlerBase:
     """Defaults for handlers that are not transports: never deferred, nothing to abort."""
@@ -91,6 +99,9 @@ class HandlerBase:
 
     def _describe(self) -> dict[str, Any]:
         return {"kind": type(self).__name__}
+
+    def _evict(self) -> bool:
+        return False
 
 
 class IOServices:
@@ -117,6 +128,9 @@ class IOServices:
         return self._poller.name
 
     def register(self, fd: int, handler: Handler, events: int, edge: bool = False) -> None:
+        old = self._poller.handlers.get(fd)
+        if old is not None:
+            old._evict()  # given up, or kept: then the poller refuses the fd below
         self._poller.register(fd, handler, events, edge)
 
     def set_interest(self, fd: int, events: int, edge: bool = False) -> None:

@@ -28,6 +28,7 @@ import time
 from asyncio import Handle
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from . import sockets
 from .poller import (EPOLLERR, EPOLLET, EPOLLEXCLUSIVE, EPOLLHUP, EPOLLIN, EPOLLONESHOT,
                      EPOLLOUT, EPOLLRDHUP)
 
@@ -54,6 +55,8 @@ def describe(loop: EventLoop) -> list[dict[str, Any]]:
     masks = loop._poller.masks
     rows = []
     for fd, handler in sorted(loop._poller.handlers.items()):
+        if sockets.forgotten(handler):
+            continue  # a sock_* socket closed since its last wait: no longer watched
         row: dict[str, Any] = {"fd": fd, "mask": mask_names(masks.get(fd, 0))}
         try:
             row.update(handler._describe())

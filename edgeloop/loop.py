@@ -709,14 +709,17 @@ class EventLoop(asyncio.AbstractEventLoop):
         out.update((name, getattr(s, name)) for name in Stats.__slots__)
         # Transports count their own reads and writes (loop.describe()); they fold them into
         # the totals when they close.
+        forgotten = 0
         for handler in self._handlers.values():
             counts = getattr(handler, "_counts", None)
             if counts is not None:
                 out["reads"] += counts[0]
                 out["writes"] += counts[1]
+            elif sockets.forgotten(handler):
+                forgotten += 1  # sock_* socket closed since: no longer watched by the kernel
         out["ctl"] = self._poller.ctl_calls
         out["timers"] = len(self._timers)
-        out["fds"] = len(self._handlers)
+        out["fds"] = len(self._handlers) - forgotten
         return out
 
     # ------------------------------------------------------------------ callbacks and timers
@@ -1040,6 +1043,11 @@ class EventLoop(asyncio.AbstractEventLoop):
         self._add_fd_callback(fd, Handle(callback, args, self, None), reader=False, fileobj=fileobj)
 
     def _add_fd_callback(self, fd: int, handle: Handle, reader: bool, fileobj: Any = None) -> None:
+        waits = self._handlers.get(fd)
+        if type(waits) is sockets.SockWaits:
+            # Kept registered by sock_* (edge mode): callbacks are FdCallbacks' job; a wait in the
+            # other direction moves along with the fd.
+            waits.hand_over(self, reader)
         entry = self._fd_callbacks(fd)
         if entry is None:
             entry = FdCallbacks(self.io, fd, fileobj)
@@ -1098,6 +1106,9 @@ class EventLoop(asyncio.AbstractEventLoop):
             if found is None:
                 raise ValueError(f"Invalid file descriptor: {fd}")
             fd = found
+        waits = self._handlers.get(fd)
+        if type(waits) is sockets.SockWaits:
+            return waits.drop_waiter(reader)  # the registration stays: it is only a cache
         entry = self._fd_callbacks(fd)
         if entry is None:
             return False

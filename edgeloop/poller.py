@@ -19,7 +19,8 @@ False`` and the loop then runs every transport in level mode.
 Three rules the loop relies on:
 
 * ``unregister`` never fails because the descriptor is already closed or unknown to the kernel
-  (ENOENT/EBADF): closing paths must be able to call it unconditionally.
+  (ENOENT/EBADF, or EPERM: the number now names a regular file): closing paths must be able to
+  call it unconditionally.
 * An fd unregistered while the loop is dispatching a batch is added to ``stale``.  Events for it that
   are still in the batch are dropped by the loop: the number may already belong to a new socket, and
   the events were about the old one.  ``wait()`` empties ``stale`` when the next batch starts.
@@ -68,7 +69,9 @@ EDGE_STREAM = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 # that a far-away timer never overflows the kernel's timeout argument.
 MAX_TIMEOUT = 24 * 3600.0
 
-_IGNORED_ON_UNREGISTER = (errno.ENOENT, errno.EBADF)
+# EPERM: the number now names a file epoll cannot watch (a regular file), so not ours either; it
+# happens when a registration outlives its socket (the sock_* handler, see sockets.py).
+_IGNORED_ON_UNREGISTER = (errno.ENOENT, errno.EBADF, errno.EPERM)
 
 # A select bitmap below this holds descriptors < FD_SETSIZE only: select.select can take it.
 _SELECT_LIMIT = 1 << cselect.FD_SETSIZE

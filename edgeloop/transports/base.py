@@ -96,6 +96,10 @@ class FdTransport:
         self._context = context
         self._on_events = functools.partial(context.run, self._events)  # type: ignore[call-arg]
 
+    def _evict(self) -> bool:
+        """The descriptor contract: a transport keeps its fd until ``connection_lost``."""
+        return False
+
     def _events(self, mask: int) -> None:  # pragma: no cover
         """The kind's event handler (see ``_on_events``)."""
         raise NotImplementedError
