@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 from asyncio import Handle
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,14 @@ def _callback_name(handle: Handle) -> str:
     return getattr(cb, "__qualname__", None) or repr(cb)
 
 
+def _real_state(fd: int) -> int:
+    """What ``poll()`` says of ``fd`` now, without waiting (the POLL bits are the EPOLL bits)."""
+    probe = select.poll()
+    probe.register(fd, EPOLLIN | EPOLLOUT)
+    ready = probe.poll(0)
+    return ready[0][1] if ready else 0
+
+
 def _identity(fd: int) -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)
@@ -61,7 +70,7 @@ def _identity(fd: int) -> tuple[int, int] | None:
 class FdCallbacks(HandlerBase):
     """The handler registered for one descriptor that has a reader and/or a writer callback."""
 
-    __slots__ = ("fd", "fileobj", "reader", "writer", "_io", "_oneshot", "ident")
+    __slots__ = ("fd", "fileobj", "reader", "writer", "_io", "_oneshot", "ident", "verify")
 
     def __init__(self, io: IOServices, fd: int, fileobj: Any = None) -> None:
         self.fd = fd
@@ -75,6 +84,9 @@ class FdCallbacks(HandlerBase):
         # poll/select know descriptors by number only: remember which file we were given, to tell
         # a stale POLLNVAL (reported before the number was reused and re-added) from a live one.
         self.ident: tuple[int, int] | None = None
+        # The kernel may hold another file's registration under this number (io.lingering, see
+        # edgeloop/sockets.py): check an event against the descriptor's real state.
+        self.verify = fd in io.lingering
 
     def interest(self) -> int:
         events = 0
@@ -137,6 +149,8 @@ class FdCallbacks(HandlerBase):
                 self.drop()
             return
         try:
+            if self.verify:
+                mask = _real_state(self.fd)  # an old file's event is no event of ours
             reader = self.reader
             if reader is not None and mask & READ_EVENTS and not reader._cancelled:
                 self._io.run_handle(reader)

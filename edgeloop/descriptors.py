@@ -108,7 +108,7 @@ class IOServices:
     """The services a handler may use (see the module docstring); one per loop: ``loop.io``."""
 
     __slots__ = ("_loop", "_poller", "edge", "read_budget", "accept_budget", "read_policy",
-                 "stats", "deferred")
+                 "stats", "deferred", "lingering")
 
     def __init__(self, loop: EventLoop, poller: Poller, stats: Stats) -> None:
         self._loop = loop
@@ -120,6 +120,12 @@ class IOServices:
         self.stats = stats
         # The deferred list (one list object for the loop's life: the loop serves a copy).
         self.deferred: list[Handler] = []
+        # Numbers under which the kernel may still hold a registration of a file that is gone
+        # from our map: a socket kept registered by sock_* (edge mode) and closed behind our
+        # back, maybe while a duplicate kept its file alive.  Its events arrive under the number
+        # at whichever handler holds it next; the add_reader/add_writer callbacks of such a
+        # number check the descriptor's real readiness before they are called (FdCallbacks).
+        self.lingering: set[int] = set()
 
     # registration ---------------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ takes this path too while the descriptor has ``add_reader``/``add_writer`` callb
 
 Edge mode: a socket stays registered between calls (``SockWaits``)
 ------------------------------------------------------------------
-The first wait on a socket registers a ``SockWaits`` handler for its fd, ``EPOLLIN | EPOLLOUT |
-EPOLLRDHUP | EPOLLET`` like a loop-owned stream socket, and it stays registered when the wait
-ends: a later wait on the same socket parks its future on the handler and costs no ``epoll_ctl``.
-The epoll decisions, one by one:
+The first wait on a socket registers a ``SockWaits`` handler for its fd, ``EPOLLIN | EPOLLRDHUP
+| EPOLLET`` like a loop-owned stream socket, and it stays registered when the wait ends: a later
+wait on the same socket parks its future on the handler and costs no ``epoll_ctl``.  The first
+write wait adds ``EPOLLOUT`` for good (one ``EPOLL_CTL_MOD``): as for the stream transports,
+watching it from the start would cost a kernel wakeup callback each time the peer consumes what
+we sent.  The epoll decisions, one by one:
 
-* **Interest never changes; readiness is remembered.**  Edge-triggered epoll reports a change
+* **Interest changes at most once; readiness is remembered.**  Edge-triggered epoll reports a change
   once, so the handler keeps ``readable``/``writable``: set by events, cleared when an operation
   hits EAGAIN, when a send is partial, or (``sock_recv``/``sock_recv_into`` on a stream socket,
   read policy "short") when a read is shorter than asked: on Linux every arrival on a stream
@@ -55,9 +57,12 @@ The epoll decisions, one by one:
   next.  Edge-triggered, it reports only changes of the old file: no spin.  Every handler takes
   an event as a hint and retries; a retry on the new socket finds EAGAIN and waits on (a connect
   checks ``getpeername``: SO_ERROR is 0 while in progress too); a transport's read or send finds
-  EAGAIN too; an ``add_reader`` callback may be called when its fd is not ready.  The
-  one-shot path cannot leave such an entry behind once its wait is over; this is the price of
-  staying registered.
+  EAGAIN too.  An ``add_reader``/``add_writer`` callback, which may not expect a spurious call
+  (it may read a blocking descriptor), is not called on such an event: the number is remembered
+  (``io.lingering``) when a handler finds its socket closed behind its back, and FdCallbacks on
+  such a number ask ``poll()`` for the descriptor's real state before calling (one system call
+  per event, on those numbers only).  The one-shot path cannot leave such an entry behind once
+  its wait is over; this is the price of staying registered.
 * **Taken over.**  ``create_connection(sock=...)``, ``connect_accepted_socket``,
   ``create_server(sock=...)`` and every other transport register the fd through ``io.register``,
   which asks the handler in place to give it up (``_evict``): an idle ``SockWaits`` unregisters
@@ -81,7 +86,9 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from .callbacks import FdCallbacks
 from .descriptors import HandlerBase
-from .poller import EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS
+from .poller import (
+    EDGE_STREAM, EDGE_STREAM_READ, EPOLLERR, EPOLLHUP, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
+)
 from .transports.stream import _short_reads_safe
 
 if TYPE_CHECKING:
@@ -248,12 +255,22 @@ class SockWaits(HandlerBase):
 
     def register_again(self) -> None:
         """Watch the file the number names now (``_take``): EPOLL_CTL_ADD reports its state."""
+        self._io.lingering.add(self.fd)  # which file the old registration was about: unknown
         self._unregister()
         self.readable = self.writable = False
-        self._io.register(self.fd, self, EDGE_STREAM)
+        self._io.register(self.fd, self, EDGE_STREAM if self.wfut is not None else EDGE_STREAM_READ)
+
+    def watch_writes(self) -> None:
+        """A write wait: EPOLLOUT joins the registration, for good (one EPOLL_CTL_MOD, which
+        reports the socket's current state).  Not watched before: the kernel would run epoll's
+        wakeup callback each time the peer consumes what we sent (see transports/stream.py)."""
+        self._io.set_interest(self.fd, EDGE_STREAM)
 
     def _unregister(self) -> None:
         if self._io.handler_of(self.fd) is self:
+            if self.stale():
+                # Closed behind our back: a duplicate may keep the kernel's entry alive.
+                self._io.lingering.add(self.fd)
             self._io.unregister(self.fd)
 
     def _fail_waiters(self, exc: BaseException) -> None:
@@ -373,7 +390,7 @@ def _take(loop: EventLoop, sock: socket.socket) -> SockWaits | None:
         else:
             loop._fd_callbacks(fd)  # raises: a transport's or the loop's own descriptor
     waits = SockWaits(io, sock, fd)
-    io.register(fd, waits, EDGE_STREAM)
+    io.register(fd, waits, EDGE_STREAM_READ)
     return waits
 
 
@@ -409,6 +426,7 @@ async def _park(loop: EventLoop, waits: SockWaits, reading: bool, attempt: Attem
         waits.wfut = fut
         waits.wattempt = attempt
         waits.wname = name
+        waits.watch_writes()
     try:
         return await fut
     finally:

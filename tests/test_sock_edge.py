@@ -151,8 +151,39 @@ async def test_waits_on_one_socket_cost_no_epoll_ctl(op):
             await one_round(i)
         assert loop.stats()["ctl"] == ctl
         row = next(r for r in loop.describe() if r["fd"] == a.fileno())
-        assert row["kind"] == "sock" and row["mask"] == "IN|OUT|RDHUP|ET"
+        # No write ever waited: EPOLLOUT is not watched (it joins with the first write wait).
+        assert row["kind"] == "sock" and row["mask"] == "IN|RDHUP|ET"
         assert row["state"] == ["idle"]
+
+
+@EDGE
+async def test_a_write_wait_adds_epollout_once_and_for_good():
+    """sendall on a full socket waits for EPOLLOUT: the first such wait adds it to the
+    registration (one EPOLL_CTL_MOD, which reports the current state: no lost edge), and the
+    next ones cost nothing."""
+    loop = asyncio.get_running_loop()
+    with tcp_pair() as (a, b):
+        b.setblocking(False)
+        task = await parked(loop, loop.sock_recv(a, 100))  # registers a, for reading only
+        b.send(b"x")
+        assert await asyncio.wait_for(task, 5) == b"x"
+        row = next(r for r in loop.describe() if r["fd"] == a.fileno())
+        assert row["mask"] == "IN|RDHUP|ET"
+        payload = b"y" * (16 * 1024 * 1024)  # more than the two socket buffers hold
+        for round_ in range(3):
+            ctl = loop.stats()["ctl"]
+            send = asyncio.ensure_future(loop.sock_sendall(a, payload))
+            got = 0
+            while got < len(payload):
+                await asyncio.sleep(0)
+                try:
+                    got += len(b.recv(1 << 20))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            await asyncio.wait_for(send, 5)
+            assert loop.stats()["ctl"] - ctl == (1 if round_ == 0 else 0)
+        row = next(r for r in loop.describe() if r["fd"] == a.fileno())
+        assert row["mask"] == "IN|OUT|RDHUP|ET"
 
 
 @EDGE
@@ -426,6 +457,54 @@ async def test_old_file_kept_alive_by_a_dup_delivers_nothing_to_the_new_socket()
                     assert await asyncio.wait_for(waiting, 5) == b"n%d" % i
                     await loop.sock_sendall(c, b"echo %d" % i)
                     assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"echo %d" % i
+        finally:
+            if keep >= 0:
+                os.close(keep)
+            a.close()
+            b.close()
+
+
+@pytest.mark.asyncio
+async def test_old_file_events_do_not_call_an_add_reader_callback_on_the_reused_number():
+    """Behaviour 12 for a socket kept registered by sock_*: closed behind our back while a dup
+    keeps its file (and the kernel's epoll entry) alive, its number reused by a descriptor with
+    add_reader/add_writer callbacks.  The old file's events must not call them (a callback may
+    read a blocking descriptor); the new descriptor's own readiness does, level-triggered."""
+    loop = asyncio.get_running_loop()
+    keep = -1
+    with listening() as lst:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            task = await parked(loop, loop.sock_recv(a, 100))
+            b.send(b"registered")
+            assert await asyncio.wait_for(task, 5) == b"registered"
+            fd = a.fileno()
+            keep = os.dup(fd)
+            a.close()
+            c, d = reuse_number(fd, lst)
+            with c, d:
+                c.setblocking(True)  # what a careless callback may rely on: it is ready
+                got: list[bytes] = []
+                loop.add_reader(c.fileno(), lambda: got.append(c.recv(100)))
+                try:
+                    for i in range(5):
+                        b.send(b"old file %d" % i)  # the old file's readiness, under the number
+                        await asyncio.sleep(0.01)
+                    assert got == []
+                    d.send(b"new file")
+                    for _ in range(100):
+                        if got:
+                            break
+                        await asyncio.sleep(0.01)
+                    assert got == [b"new file"]
+                finally:
+                    loop.remove_reader(c.fileno())
+                wrote: list[int] = []
+                loop.add_writer(c.fileno(), lambda: (wrote.append(1), loop.remove_writer(c.fileno())))
+                await asyncio.sleep(0.05)
+                assert wrote == [1]  # writable for real: called
+                assert os.read(keep, 1000) == b"".join(b"old file %d" % i for i in range(5))
         finally:
             if keep >= 0:
                 os.close(keep)
