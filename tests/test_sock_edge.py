@@ -108,6 +108,32 @@ async def ticks(n: int = 5) -> None:
         await asyncio.sleep(0)
 
 
+@contextlib.asynccontextmanager
+async def closed_behind_our_back(loop):
+    """A socket ``a`` kept registered by sock_*, a duplicate of its file kept open (``keep``),
+    ``a`` closed and its number taken by a new TCP socket ``c``: yields ``(b, keep, c, d)``, with
+    ``b`` the old socket's peer and ``d`` the new one's.  The kernel keeps the old file's epoll
+    entry: its events arrive under the number."""
+    keep = -1
+    with listening() as lst:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            task = await parked(loop, loop.sock_recv(a, 100))
+            b.send(b"registered")
+            assert await asyncio.wait_for(task, 5) == b"registered"
+            fd = a.fileno()
+            keep = os.dup(fd)
+            a.close()
+            c, d = reuse_number(fd, lst)
+            yield b, keep, c, d
+        finally:
+            if keep >= 0:
+                os.close(keep)
+            a.close()
+            b.close()
+
+
 async def parked(loop, coro):
     """Start ``coro`` as a task and let it reach its wait."""
     task = loop.create_task(coro)
@@ -420,48 +446,32 @@ async def test_old_file_kept_alive_by_a_dup_delivers_nothing_to_the_new_socket()
     arrive under the reused number.  They must not spin the loop, complete the new socket's wait
     with the old file's data, or keep the new socket's own data from arriving."""
     loop = asyncio.get_running_loop()
-    keep = -1
-    with listening() as lst:
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        try:
-            task = await parked(loop, loop.sock_recv(a, 100))
-            b.send(b"registered")
-            assert await asyncio.wait_for(task, 5) == b"registered"
-            fd = a.fileno()
-            keep = os.dup(fd)
-            a.close()
-            c, d = reuse_number(fd, lst)
-            with c, d:
+    async with closed_behind_our_back(loop) as (b, keep, c, d):
+        with c, d:
+            waiting = await parked(loop, loop.sock_recv(c, 100))
+            for i in range(5):
+                b.send(b"old file %d" % i)  # readiness of the old file, under the number fd
+                await asyncio.sleep(0.01)
+            assert not waiting.done()
+            # no busy loop on the stale entry
+            polls = 0 if REFERENCE else loop.stats()["polls"]
+            await asyncio.sleep(0.1)
+            if not REFERENCE:
+                assert loop.stats()["polls"] - polls < 50
+            d.send(b"new file")
+            assert await asyncio.wait_for(waiting, 5) == b"new file"
+            # the old file's data is still where it was sent
+            assert os.read(keep, 1000) == b"".join(b"old file %d" % i for i in range(5))
+            # and the new socket goes on working, its waits woken by its own data only
+            for i in range(3):
                 waiting = await parked(loop, loop.sock_recv(c, 100))
-                for i in range(5):
-                    b.send(b"old file %d" % i)  # readiness of the old file, under the number fd
-                    await asyncio.sleep(0.01)
+                b.send(b"noise")
+                await asyncio.sleep(0.01)
                 assert not waiting.done()
-                # no busy loop on the stale entry
-                polls = 0 if REFERENCE else loop.stats()["polls"]
-                await asyncio.sleep(0.1)
-                if not REFERENCE:
-                    assert loop.stats()["polls"] - polls < 50
-                d.send(b"new file")
-                assert await asyncio.wait_for(waiting, 5) == b"new file"
-                # the old file's data is still where it was sent
-                assert os.read(keep, 1000) == b"".join(b"old file %d" % i for i in range(5))
-                # and the new socket goes on working, its waits woken by its own data only
-                for i in range(3):
-                    waiting = await parked(loop, loop.sock_recv(c, 100))
-                    b.send(b"noise")
-                    await asyncio.sleep(0.01)
-                    assert not waiting.done()
-                    d.send(b"n%d" % i)
-                    assert await asyncio.wait_for(waiting, 5) == b"n%d" % i
-                    await loop.sock_sendall(c, b"echo %d" % i)
-                    assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"echo %d" % i
-        finally:
-            if keep >= 0:
-                os.close(keep)
-            a.close()
-            b.close()
+                d.send(b"n%d" % i)
+                assert await asyncio.wait_for(waiting, 5) == b"n%d" % i
+                await loop.sock_sendall(c, b"echo %d" % i)
+                assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"echo %d" % i
 
 
 @pytest.mark.asyncio
@@ -471,45 +481,29 @@ async def test_old_file_events_do_not_call_an_add_reader_callback_on_the_reused_
     add_reader/add_writer callbacks.  The old file's events must not call them (a callback may
     read a blocking descriptor); the new descriptor's own readiness does, level-triggered."""
     loop = asyncio.get_running_loop()
-    keep = -1
-    with listening() as lst:
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        try:
-            task = await parked(loop, loop.sock_recv(a, 100))
-            b.send(b"registered")
-            assert await asyncio.wait_for(task, 5) == b"registered"
-            fd = a.fileno()
-            keep = os.dup(fd)
-            a.close()
-            c, d = reuse_number(fd, lst)
-            with c, d:
-                c.setblocking(True)  # what a careless callback may rely on: it is ready
-                got: list[bytes] = []
-                loop.add_reader(c.fileno(), lambda: got.append(c.recv(100)))
-                try:
-                    for i in range(5):
-                        b.send(b"old file %d" % i)  # the old file's readiness, under the number
-                        await asyncio.sleep(0.01)
-                    assert got == []
-                    d.send(b"new file")
-                    for _ in range(100):
-                        if got:
-                            break
-                        await asyncio.sleep(0.01)
-                    assert got == [b"new file"]
-                finally:
-                    loop.remove_reader(c.fileno())
-                wrote: list[int] = []
-                loop.add_writer(c.fileno(), lambda: (wrote.append(1), loop.remove_writer(c.fileno())))
-                await asyncio.sleep(0.05)
-                assert wrote == [1]  # writable for real: called
-                assert os.read(keep, 1000) == b"".join(b"old file %d" % i for i in range(5))
-        finally:
-            if keep >= 0:
-                os.close(keep)
-            a.close()
-            b.close()
+    async with closed_behind_our_back(loop) as (b, keep, c, d):
+        with c, d:
+            c.setblocking(True)  # what a careless callback may rely on: it is ready
+            got: list[bytes] = []
+            loop.add_reader(c.fileno(), lambda: got.append(c.recv(100)))
+            try:
+                for i in range(5):
+                    b.send(b"old file %d" % i)  # the old file's readiness, under the number
+                    await asyncio.sleep(0.01)
+                assert got == []
+                d.send(b"new file")
+                for _ in range(100):
+                    if got:
+                        break
+                    await asyncio.sleep(0.01)
+                assert got == [b"new file"]
+            finally:
+                loop.remove_reader(c.fileno())
+            wrote: list[int] = []
+            loop.add_writer(c.fileno(), lambda: (wrote.append(1), loop.remove_writer(c.fileno())))
+            await asyncio.sleep(0.05)
+            assert wrote == [1]  # writable for real: called
+            assert os.read(keep, 1000) == b"".join(b"old file %d" % i for i in range(5))
 
 
 @pytest.mark.asyncio
@@ -517,40 +511,24 @@ async def test_old_file_events_reaching_a_transport_on_the_reused_number_are_har
     """The same stale entry, when a transport gets the number: its events are hints to read
     and write, which find EAGAIN; the protocol sees its own socket's data only, no EOF."""
     loop = asyncio.get_running_loop()
-    keep = -1
-    with listening() as lst:
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        transport = None
-        try:
-            task = await parked(loop, loop.sock_recv(a, 100))
-            b.send(b"registered")
-            assert await asyncio.wait_for(task, 5) == b"registered"
-            fd = a.fileno()
-            keep = os.dup(fd)
-            a.close()
-            c, d = reuse_number(fd, lst)
-            with d:
-                transport, proto = await loop.connect_accepted_socket(Collect, sock=c)
-                await proto.made
-                b.send(b"old data")
-                await asyncio.sleep(0.02)
-                with socket.socket(fileno=os.dup(keep)) as old:
-                    old.shutdown(socket.SHUT_RDWR)  # the old file's HUP, under the number
-                await asyncio.sleep(0.02)
-                assert proto.data == b"" and not proto.closed
-                d.send(b"new data")
-                await until(lambda: bytes(proto.data) == b"new data")
-                transport.write(b"reply")
-                assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"reply"
-                assert not proto.closed
-                transport.close()
-                await until(lambda: proto.closed)
-        finally:
-            if keep >= 0:
-                os.close(keep)
-            a.close()
-            b.close()
+    transport = None
+    async with closed_behind_our_back(loop) as (b, keep, c, d):
+        with d:
+            transport, proto = await loop.connect_accepted_socket(Collect, sock=c)
+            await proto.made
+            b.send(b"old data")
+            await asyncio.sleep(0.02)
+            with socket.socket(fileno=os.dup(keep)) as old:
+                old.shutdown(socket.SHUT_RDWR)  # the old file's HUP, under the number
+            await asyncio.sleep(0.02)
+            assert proto.data == b"" and not proto.closed
+            d.send(b"new data")
+            await until(lambda: bytes(proto.data) == b"new data")
+            transport.write(b"reply")
+            assert await asyncio.wait_for(loop.sock_recv(d, 100), 5) == b"reply"
+            assert not proto.closed
+            transport.close()
+            await until(lambda: proto.closed)
 
 
 @pytest.mark.asyncio
