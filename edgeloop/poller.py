@@ -58,11 +58,7 @@ POLLNVAL: int = getattr(select, "POLLNVAL", 0x020)
 READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR
 
-# Edge mode: a stream socket is registered for reading (EDGE_STREAM_READ) and gains EPOLLOUT the
-# first time a send finds it full (EDGE_STREAM), for good: at most one epoll_ctl in its life.
-# (Watching EPOLLOUT from the start costs request/response traffic a wakeup callback in the
-# kernel each time the peer drains what we sent: see edgeloop/transports/stream.py.)
-EDGE_STREAM_READ = EPOLLIN | EPOLLRDHUP | EPOLLET
+# One interest mask for every loop-owned socket in edge mode: registered once, never modified.
 EDGE_STREAM = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 
 # select() takes a float and poll() milliseconds; cap long sleeps like every asyncio loop does so

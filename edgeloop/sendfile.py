@@ -269,7 +269,7 @@ class _FilePump:
             try:
                 n = os.sendfile(self._fd, self._fileno, self._position, want)
             except (BlockingIOError, InterruptedError):
-                transport._socket_full()  # EPOLLOUT will call us again
+                transport._writable = False  # edge mode: EPOLLOUT will call us again
                 return
             except OSError as exc:
                 self._fail(self._classify(exc))

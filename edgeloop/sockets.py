@@ -13,14 +13,12 @@ takes this path too while the descriptor has ``add_reader``/``add_writer`` callb
 
 Edge mode: a socket stays registered between calls (``SockWaits``)
 ------------------------------------------------------------------
-The first wait on a socket registers a ``SockWaits`` handler for its fd, ``EPOLLIN | EPOLLRDHUP
-| EPOLLET`` like a loop-owned stream socket, and it stays registered when the wait ends: a later
-wait on the same socket parks its future on the handler and costs no ``epoll_ctl``.  The first
-write wait adds ``EPOLLOUT`` for good (one ``EPOLL_CTL_MOD``): as for the stream transports,
-watching it from the start would cost a kernel wakeup callback each time the peer consumes what
-we sent.  The epoll decisions, one by one:
+The first wait on a socket registers a ``SockWaits`` handler for its fd, ``EPOLLIN | EPOLLOUT |
+EPOLLRDHUP | EPOLLET`` like a loop-owned stream socket, and it stays registered when the wait
+ends: a later wait on the same socket parks its future on the handler and costs no ``epoll_ctl``.
+The epoll decisions, one by one:
 
-* **Interest changes at most once; readiness is remembered.**  Edge-triggered epoll reports a change
+* **Interest never changes; readiness is remembered.**  Edge-triggered epoll reports a change
   once, so the handler keeps ``readable``/``writable``: set by events, cleared when an operation
   hits EAGAIN, when a send is partial, or (``sock_recv``/``sock_recv_into`` on a stream socket,
   read policy "short") when a read is shorter than asked: on Linux every arrival on a stream
@@ -86,9 +84,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from .callbacks import FdCallbacks
 from .descriptors import HandlerBase
-from .poller import (
-    EDGE_STREAM, EDGE_STREAM_READ, EPOLLERR, EPOLLHUP, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
-)
+from .poller import EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS
 from .transports.stream import _short_reads_safe
 
 if TYPE_CHECKING:
@@ -258,13 +254,7 @@ class SockWaits(HandlerBase):
         self._io.lingering.add(self.fd)  # which file the old registration was about: unknown
         self._unregister()
         self.readable = self.writable = False
-        self._io.register(self.fd, self, EDGE_STREAM if self.wfut is not None else EDGE_STREAM_READ)
-
-    def watch_writes(self) -> None:
-        """A write wait: EPOLLOUT joins the registration, for good (one EPOLL_CTL_MOD, which
-        reports the socket's current state).  Not watched before: the kernel would run epoll's
-        wakeup callback each time the peer consumes what we sent (see transports/stream.py)."""
-        self._io.set_interest(self.fd, EDGE_STREAM)
+        self._io.register(self.fd, self, EDGE_STREAM)
 
     def _unregister(self) -> None:
         if self._io.handler_of(self.fd) is self:
@@ -390,7 +380,7 @@ def _take(loop: EventLoop, sock: socket.socket) -> SockWaits | None:
         else:
             loop._fd_callbacks(fd)  # raises: a transport's or the loop's own descriptor
     waits = SockWaits(io, sock, fd)
-    io.register(fd, waits, EDGE_STREAM_READ)
+    io.register(fd, waits, EDGE_STREAM)
     return waits
 
 
@@ -426,7 +416,6 @@ async def _park(loop: EventLoop, waits: SockWaits, reading: bool, attempt: Attem
         waits.wfut = fut
         waits.wattempt = attempt
         waits.wname = name
-        waits.watch_writes()
     try:
         return await fut
     finally:

@@ -177,39 +177,8 @@ async def test_waits_on_one_socket_cost_no_epoll_ctl(op):
             await one_round(i)
         assert loop.stats()["ctl"] == ctl
         row = next(r for r in loop.describe() if r["fd"] == a.fileno())
-        # No write ever waited: EPOLLOUT is not watched (it joins with the first write wait).
-        assert row["kind"] == "sock" and row["mask"] == "IN|RDHUP|ET"
+        assert row["kind"] == "sock" and row["mask"] == "IN|OUT|RDHUP|ET"
         assert row["state"] == ["idle"]
-
-
-@EDGE
-async def test_a_write_wait_adds_epollout_once_and_for_good():
-    """sendall on a full socket waits for EPOLLOUT: the first such wait adds it to the
-    registration (one EPOLL_CTL_MOD, which reports the current state: no lost edge), and the
-    next ones cost nothing."""
-    loop = asyncio.get_running_loop()
-    with tcp_pair() as (a, b):
-        b.setblocking(False)
-        task = await parked(loop, loop.sock_recv(a, 100))  # registers a, for reading only
-        b.send(b"x")
-        assert await asyncio.wait_for(task, 5) == b"x"
-        row = next(r for r in loop.describe() if r["fd"] == a.fileno())
-        assert row["mask"] == "IN|RDHUP|ET"
-        payload = b"y" * (16 * 1024 * 1024)  # more than the two socket buffers hold
-        for round_ in range(3):
-            ctl = loop.stats()["ctl"]
-            send = asyncio.ensure_future(loop.sock_sendall(a, payload))
-            got = 0
-            while got < len(payload):
-                await asyncio.sleep(0)
-                try:
-                    got += len(b.recv(1 << 20))
-                except BlockingIOError:
-                    await asyncio.sleep(0.001)
-            await asyncio.wait_for(send, 5)
-            assert loop.stats()["ctl"] - ctl == (1 if round_ == 0 else 0)
-        row = next(r for r in loop.describe() if r["fd"] == a.fileno())
-        assert row["mask"] == "IN|OUT|RDHUP|ET"
 
 
 @EDGE

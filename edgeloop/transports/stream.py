@@ -2,19 +2,9 @@
 
 Edge mode (the default on epoll)
 --------------------------------
-The socket is registered once, ``EPOLLIN | EPOLLRDHUP | EPOLLET``, and gains ``EPOLLOUT`` the
-first time a send finds it full (``_socket_full``), for the rest of its life: pausing, resuming,
-buffering and unbuffering writes cost no ``epoll_ctl``, and a connection costs at most one
-``epoll_ctl`` after its registration.  Why not ``EPOLLOUT`` from the start: with it in the
-interest set, each time the peer consumes what we sent the kernel runs epoll's wakeup callback for
-the freed space and queues our socket as writable (``unix_write_space``/``tcp`` write-space
-wakeups), a cost paid on every request of request/response traffic that never fills a socket.
-Measured on the Unix echo benchmark (server CPU per request under the C client, 5 interleaved
-rounds): 2.92 us of kernel time with ``EPOLLOUT`` watched from the start, 2.47 us without (the
-pure-Python epoll reference server, which adds ``EPOLLOUT`` only when a send is partial: 2.46
-us); TCP: 5.00 against 4.60 us.  Adding ``EPOLLOUT`` with ``EPOLL_CTL_MOD`` re-evaluates the
-socket's readiness, so an edge that came between the partial send and the call is not lost.
-What the kernel stops telling us we remember ourselves:
+The socket is registered once, ``EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET``, and its interest is
+never changed: pausing, resuming, buffering and unbuffering writes cost no ``epoll_ctl``.  What the
+kernel stops telling us we remember ourselves:
 
 * ``_readable``: set by any read-ish event; cleared when a read raises EAGAIN or, under the default
   ``"short"`` read policy, returns fewer bytes than asked (the receive queue was emptied; on Linux
@@ -58,8 +48,7 @@ from typing import TYPE_CHECKING, Any
 from .base import SocketTransport, set_result_unless_cancelled
 from .flowcontrol import WriteFlowControl
 from ..poller import (
-    EDGE_STREAM, EDGE_STREAM_READ, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS,
-    WRITE_EVENTS,
+    EDGE_STREAM, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, READ_EVENTS, WRITE_EVENTS,
 )
 
 if TYPE_CHECKING:
@@ -165,7 +154,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
         # left behind.
         try:
             if self._edge:
-                io.register(self._fd, self, EDGE_STREAM_READ)
+                io.register(self._fd, self, EDGE_STREAM)
             else:
                 io.register(self._fd, self, 0)
         except BaseException:
@@ -414,7 +403,7 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 counts[3] += n      # BYTES_OUT
                 if n == len(data):
                     return
-                self._socket_full()
+                self._writable = False
                 if n:
                     data = memoryview(data)[n:]  # no copy of the unsent tail
         # The caller may reuse a bytearray or memoryview once write() returns: keep our own copy.
@@ -476,10 +465,10 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 counts[3] += n      # BYTES_OUT
                 self._consume(n)
                 if n < attempted:
-                    self._socket_full()
+                    self._writable = False
                     break
         except (BlockingIOError, InterruptedError):
-            self._socket_full()
+            self._writable = False
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -500,14 +489,6 @@ class StreamTransport(SocketTransport, WriteFlowControl, asyncio.Transport):
                 self._shutdown_write()
         elif not self._edge:
             self._update_interest()
-
-    def _socket_full(self) -> None:
-        """A send was partial or refused: wait for ``EPOLLOUT``.  In edge mode the socket is
-        watched for it from the first time on (see the module docstring); level mode asks for it
-        while the buffer holds data (_update_interest)."""
-        self._writable = False
-        if self._edge and self._sock is not None:
-            self._io.set_interest(self._fd, EDGE_STREAM)  # a no-op once it is on
 
     def _consume(self, n: int) -> None:
         buffer = self._buffer
