@@ -92,3 +92,19 @@ def test_failed_cell_is_reported_with_its_reason():
                                           "connection 1/3: ConnectionResetError")
     ceiling = report.ceiling_table([ok, bad])
     assert ceiling is not None and f"| {w.name} | rloop | failed |" in ceiling
+
+
+def test_cpucost_reports_user_and_kernel_time_per_request():
+    binary, reason = build_c("echoload")
+    if binary is None:
+        pytest.skip(f"the C echo client cannot be built here: {reason}")
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpucost", "--rounds", "1", "--seconds", "0.3",
+         "--loops", "raw-python,edge"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+            for m in re.finditer(r"^\| (\S+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out.stdout, re.M)}
+    assert set(rows) == {"raw-python", "edge"}
+    for user, kernel, total in rows.values():
+        assert total > 0 and abs(user + kernel - total) < 0.02
