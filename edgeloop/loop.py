@@ -752,16 +752,16 @@ class EventLoop(asyncio.AbstractEventLoop):
         # The hot path (every task step and every future callback comes here): the light handle
         # of edgeloop.handles, filled in here rather than by its __init__, one Python frame less
         # per callback (87 ns instead of 109 ns on 3.11).
-        handle = _new_object(_LightHandle)
-        handle._callback = callback
-        handle._args = args
-        handle._context = _copy_context() if context is None else context
-        handle._loop = self
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        self._soon.append(handle)
-        return handle
+        light: Any = _new_object(_LightHandle)
+        light._callback = callback
+        light._args = args
+        light._context = _copy_context() if context is None else context
+        light._loop = self
+        light._cancelled = False
+        light._repr = None
+        light._source_traceback = None
+        self._soon.append(light)
+        return light
 
     def call_soon_threadsafe(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts], context: contextvars.Context | None = None) -> Handle:
         self._check_closed()
